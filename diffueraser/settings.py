@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional
 
 from .errors import InputError
@@ -13,42 +13,50 @@ INJECTIONS = ("released", "ddim")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
+def knob(default: Any, help: str) -> Any:
+    """A settings field whose help text the command line and the app show."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class Settings:
     """What to run and how. Defaults are the released ones (`run_diffueraser.py`)."""
 
-    steps: int = 2
-    """Denoising steps; one of the released PCM LoRAs (2, 4, 8 or 16)."""
-    clip_length: int = 22
-    """Frames denoised together (the motion modules' window)."""
-    clip_overlap: Optional[int] = None
-    """Frames shared by neighbouring windows; None means clip_length // 4 as released."""
-    prior: Literal["propainter", "propagation", "none"] = "propainter"
-    """Which prior fills the holes first: ProPainter, the weight-free propagation, or none."""
-    prior_injection: Literal["released", "ddim"] = "released"
-    """How the prior enters the sampler: the released noise-at-t=0 mix, or true DDIM inversion."""
-    mask_dilation: int = 8
-    """3x3 dilations applied to the mask after one erosion."""
-    max_size: int = 960
-    """Longer side of the working size, in pixels."""
-    max_seconds: Optional[float] = 10.0
-    """Only the first seconds of the video are processed; None for the whole video."""
-    seed: Optional[int] = None
-    """Random seed; None draws one."""
-    pre_inference: bool = True
-    """Denoise frames sampled over the whole video first, for long videos (paper Fig. 7b)."""
-    blended: bool = True
-    """Paste the result with a blurred mask edge rather than a hard one."""
-    diffusion: bool = True
-    """Run the diffusion model; off returns the prior's result alone (needs no diffusion weights)."""
-    device: str = "auto"
-    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    """'auto' is float16 on CUDA and float32 on CPU."""
-    prior_scale: float = 0.6
-    """The ProPainter prior runs at this fraction of the working size, as released."""
-    raft_iters: int = 20
-    """RAFT refinement iterations of the ProPainter prior."""
+    steps: int = knob(2, "Denoising steps; one of the released PCM LoRAs (2, 4, 8 or 16).")
+    clip_length: int = knob(22, "Frames denoised together (the motion modules' window).")
+    clip_overlap: Optional[int] = knob(
+        None, "Frames shared by neighbouring windows; None means clip_length // 4 as released."
+    )
+    prior: Literal["propainter", "propagation", "none"] = knob(
+        "propainter",
+        "Which prior fills the holes first: ProPainter, the weight-free propagation, or none.",
+    )
+    prior_injection: Literal["released", "ddim"] = knob(
+        "released",
+        "How the prior enters the sampler: the released noise-at-t=0 mix, or true DDIM inversion.",
+    )
+    mask_dilation: int = knob(8, "3x3 dilations applied to the mask after one erosion.")
+    max_size: int = knob(960, "Longer side of the working size, in pixels.")
+    max_seconds: Optional[float] = knob(
+        10.0, "Only the first seconds of the video are processed; None for the whole video."
+    )
+    seed: Optional[int] = knob(None, "Random seed; None draws one.")
+    pre_inference: bool = knob(
+        True, "Denoise frames sampled over the whole video first, for long videos (paper Fig. 7b)."
+    )
+    blended: bool = knob(True, "Paste the result with a blurred mask edge rather than a hard one.")
+    diffusion: bool = knob(
+        True,
+        "Run the diffusion model; off returns the prior's result alone (needs no diffusion weights).",
+    )
+    device: str = knob("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = knob(
+        "auto", "'auto' is float16 on CUDA and float32 on CPU."
+    )
+    prior_scale: float = knob(
+        0.6, "The ProPainter prior runs at this fraction of the working size, as released."
+    )
+    raft_iters: int = knob(20, "RAFT refinement iterations of the ProPainter prior.")
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
