@@ -86,6 +86,8 @@ class Settings:
             bad(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not 0.1 <= self.prior_scale <= 1.0:
             bad(f"prior_scale must be from 0.1 to 1.0, got {self.prior_scale!r}")
+        if self.prior == "none" and not self.diffusion:
+            bad("with prior 'none' the diffusion model must run (diffusion on): nothing would fill the holes")
         if not isinstance(self.raft_iters, int) or not 1 <= self.raft_iters <= 50:
             bad(f"raft_iters must be an integer from 1 to 50, got {self.raft_iters!r}")
 
