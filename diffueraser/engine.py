@@ -1,0 +1,223 @@
+"""End to end: read → working size → masks → prior → diffusion → compose → result.
+
+`Eraser` holds the loaded models (built once, reused across calls); a call turns a video and a
+mask into an `EraseResult`. Nothing here knows where checkpoints live (`weights.py` does) or how
+a model computes (`models/`, `prior/`, `diffusion/`).
+"""
+from __future__ import annotations
+
+import copy
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from . import masks as mask_ops
+from . import media
+from .errors import InputError
+from .prior import Prior
+from .settings import Settings
+
+Progress = Optional[Callable[[str, float], None]]
+VideoInput = Union[str, Path, "media.Video"]
+MaskInput = Union[str, Path, np.ndarray]
+
+SEED_RANGE = 2**31
+
+
+def required_parts(settings: Settings) -> list[str]:
+    """Checkpoint parts (names of `weights.py`) that running with these settings needs."""
+    parts = ["propainter"] if settings.prior == "propainter" else []
+    if settings.diffusion:
+        parts += ["denoiser", "text", "vae", "pcm"]
+    return parts
+
+
+def resolve_device(settings: Settings) -> tuple[torch.device, torch.dtype]:
+    """Device and compute dtype for the settings ('auto': CUDA in float16 when available)."""
+    name = settings.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {settings.device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'")
+    if settings.dtype == "auto":
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    else:
+        dtype = getattr(torch, settings.dtype)
+    if device.type == "cpu" and dtype == torch.float16:
+        raise InputError("float16 is not supported on the CPU; use float32 or bfloat16")
+    return device, dtype
+
+
+@dataclass
+class EraseResult:
+    """Output of one call; frames are at the input video's size."""
+
+    frames: np.ndarray
+    """uint8 [T, H, W, 3]: the video with the masked region filled."""
+    prior: Optional[np.ndarray]
+    """uint8 [T, H, W, 3]: the prior's completion (None with prior 'none')."""
+    masks: np.ndarray
+    """bool [T, H, W]: the dilated mask that was filled."""
+    fps: float
+    seed: int
+    source: Optional[Path] = None
+    """The input video file, whose audio track `save` carries over."""
+
+    def save(self, path: Union[str, Path], audio_from: Optional[Union[str, Path]] = None) -> Path:
+        """Write the result as H.264 mp4, with the audio of `audio_from` (default: the input)."""
+        audio = audio_from if audio_from is not None else self.source
+        return media.write_video(path, self.frames, self.fps, audio_from=audio)
+
+    def save_prior(self, path: Union[str, Path]) -> Path:
+        """Write the prior's completion as H.264 mp4 (no audio)."""
+        if self.prior is None:
+            raise InputError("this result has no prior video (prior 'none')")
+        return media.write_video(path, self.prior, self.fps)
+
+
+class _Stages:
+    """Turns each stage's fraction into the caller's (stage, fraction) reports."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def __call__(self, stage: str, fraction: float = 0.0) -> None:
+        if self.progress is not None:
+            self.progress(stage, min(max(float(fraction), 0.0), 1.0))
+
+    def of(self, stage: str) -> Callable[[float], None]:
+        return lambda fraction: self(stage, fraction)
+
+
+class Eraser:
+    """The loaded method. Build once with `from_pretrained`, call once per video."""
+
+    def __init__(
+        self,
+        settings: Optional[Settings] = None,
+        *,
+        propainter: Optional["ProPainterPrior"] = None,
+        denoiser: Optional["Denoiser"] = None,
+        weights_dir: Optional[Union[str, Path]] = None,
+        local_files_only: bool = False,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.propainter = propainter
+        self.denoiser = denoiser
+        self.weights_dir = weights_dir
+        self.local_files_only = local_files_only
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        settings: Optional[Settings] = None,
+        weights_dir: Optional[Union[str, Path]] = None,
+        local_files_only: bool = False,
+    ) -> "Eraser":
+        """Resolve and load every checkpoint the settings need (CheckpointError names what is missing)."""
+        eraser = cls(settings, weights_dir=weights_dir, local_files_only=local_files_only)
+        eraser.load(eraser.settings)
+        return eraser
+
+    # ---- loading ------------------------------------------------------------------------
+
+    def load(self, settings: Settings) -> None:
+        """Load what `settings` needs and is not loaded yet."""
+        device, dtype = resolve_device(settings)
+        if settings.prior == "propainter" and self.propainter is None:
+            from .prior.propainter import ProPainterPrior
+            from .weights import propainter_paths
+
+            paths = propainter_paths(self.weights_dir, local_files_only=self.local_files_only)
+            self.propainter = ProPainterPrior.from_checkpoints(*paths, device=device, dtype=dtype)
+        if settings.diffusion:
+            if self.denoiser is None:
+                self.denoiser = Denoiser.from_pretrained(
+                    self.weights_dir, device=device, dtype=dtype, local_files_only=self.local_files_only
+                )
+            self.denoiser.use_steps(settings.steps, self.weights_dir, self.local_files_only)
+
+    def make_prior(self, settings: Settings) -> Prior:
+        """The prior the settings ask for, configured by them."""
+        if settings.prior == "propagation":
+            from .prior.propagation import PropagationPrior
+
+            return PropagationPrior(mask_dilation=settings.mask_dilation)
+        # The loaded networks are shared; only the per-call knobs differ.
+        prior = copy.copy(self.propainter)
+        prior.prior_scale, prior.raft_iters = settings.prior_scale, settings.raft_iters
+        prior.mask_dilation = settings.mask_dilation
+        return prior
+
+    # ---- one video ----------------------------------------------------------------------
+
+    def __call__(
+        self,
+        video: VideoInput,
+        mask: MaskInput,
+        settings: Optional[Settings] = None,
+        progress: Progress = None,
+    ) -> EraseResult:
+        """Remove the masked region of `video`; `mask` is a mask video, one image or an array."""
+        s = settings or self.settings
+        self.load(s)
+        report = _Stages(progress)
+        seed = s.seed if s.seed is not None else secrets.randbelow(SEED_RANGE)
+
+        report("reading", 0.0)
+        clip = video if isinstance(video, media.Video) else media.read_video(video, max_seconds=s.max_seconds)
+        holes_full = media.read_masks(mask, clip)
+        report("reading", 1.0)
+
+        report("masks", 0.0)
+        size = mask_ops.working_size(*clip.frames.shape[1:3], max_size=s.max_size)
+        frames = mask_ops.resize_frames(clip.frames, size)
+        holes = mask_ops.resize_masks(holes_full, size)
+        dilated = mask_ops.dilate_masks(holes, s.mask_dilation)
+        report("masks", 1.0)
+
+        prior = None
+        if s.prior != "none":
+            prior = self.make_prior(s)(frames, holes, progress=report.of("prior"))
+        if s.diffusion:
+            generated = self.denoiser(frames, dilated, prior, s, seed, progress=report)
+        else:
+            generated = prior
+
+        report("writing", 0.0)
+        out, used = self._compose(clip.frames, generated, dilated, s.blended)
+        prior_full = None if prior is None else self._compose(clip.frames, prior, dilated, s.blended)[0]
+        report("writing", 1.0)
+        return EraseResult(frames=out, prior=prior_full, masks=used, fps=clip.fps, seed=seed, source=clip.source)
+
+    @staticmethod
+    def _compose(
+        original: np.ndarray, generated: np.ndarray, dilated: np.ndarray, blended: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Paste working-size results into the input-size frames; returns (frames, mask used)."""
+        size = original.shape[1:3]
+        if generated.shape[1:3] != size:
+            generated = mask_ops.resize_frames(generated, size)
+            dilated = mask_ops.resize_masks(dilated, size)
+        blend = mask_ops.blend_masks(dilated) if blended else dilated.astype(np.uint8) * mask_ops.MASK_ON
+        return mask_ops.compose(generated, original, blend), dilated
+
+
+def erase(
+    video: Union[str, Path],
+    mask: MaskInput,
+    output: Union[str, Path],
+    settings: Optional[Settings] = None,
+    progress: Progress = None,
+    weights_dir: Optional[Union[str, Path]] = None,
+) -> EraseResult:
+    """One call: load what the settings need, erase, write `output` (audio kept)."""
+    eraser = Eraser.from_pretrained(settings, weights_dir=weights_dir)
+    result = eraser(video, mask, progress=progress)
+    result.save(output, audio_from=video)
+    return result

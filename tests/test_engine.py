@@ -1,0 +1,68 @@
+"""End to end from files to files, without diffusion weights (weight-free prior) and with tiny models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffueraser import Eraser, InputError, Settings
+from diffueraser.masks import dilate_masks, resize_masks, working_size
+from diffueraser.media import read_video
+from footage import has_audio, make_clip, moving_box_masks
+
+PRIOR_ONLY = Settings(diffusion=False, prior="propagation", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def bikes(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("engine") / "bikes.mp4", frames=30, width=320)
+
+
+def test_prior_only_result_keeps_frames_fps_size_and_audio(bikes, tmp_path):
+    clip = read_video(bikes)
+    masks = moving_box_masks(clip.num_frames, clip.height, clip.width)
+    stages = []
+    result = Eraser(PRIOR_ONLY)(bikes, masks, progress=lambda stage, f: stages.append((stage, f)))
+    out = result.save(tmp_path / "out.mp4")
+    back = read_video(out)
+    assert back.frames.shape == clip.frames.shape
+    assert back.fps == pytest.approx(clip.fps)
+    assert has_audio(out)
+    assert result.prior is not None and result.prior.shape == clip.frames.shape
+    assert [s for s, _ in stages if _ == 1.0][:2] == ["reading", "masks"] and stages[-1] == ("writing", 1.0)
+
+
+def test_pixels_away_from_the_hole_are_bit_identical_to_the_input(bikes):
+    clip = read_video(bikes)
+    masks = moving_box_masks(clip.num_frames, clip.height, clip.width)
+    result = Eraser(PRIOR_ONLY)(clip, masks)
+    # The filled area: the dilated mask at the working size brought back, plus the 21x21 blur margin.
+    size = working_size(clip.height, clip.width, PRIOR_ONLY.max_size)
+    hole = resize_masks(dilate_masks(resize_masks(masks, size), PRIOR_ONLY.mask_dilation), (clip.height, clip.width))
+    margin = dilate_masks(hole, 11)
+    assert np.array_equal(result.frames[~margin], clip.frames[~margin])
+    assert not np.array_equal(result.frames[hole], clip.frames[hole])
+
+
+def test_input_larger_than_max_size_comes_back_at_its_own_size(bikes):
+    clip = read_video(bikes)
+    masks = moving_box_masks(clip.num_frames, clip.height, clip.width)
+    result = Eraser(PRIOR_ONLY.replace(max_size=160))(clip, masks)
+    assert result.frames.shape == clip.frames.shape
+
+
+def test_single_frame_video_works(bikes):
+    clip = read_video(bikes, max_frames=1)
+    masks = moving_box_masks(1, clip.height, clip.width)
+    assert Eraser(PRIOR_ONLY)(clip, masks).frames.shape == clip.frames.shape
+
+
+def test_empty_mask_is_refused_with_a_message(bikes):
+    with pytest.raises(InputError, match="empty"):
+        Eraser(PRIOR_ONLY)(bikes, np.zeros((136, 320), bool))
+
+
+def test_seed_is_drawn_when_not_given_and_kept_when_given(bikes):
+    clip = read_video(bikes, max_frames=2)
+    masks = moving_box_masks(2, clip.height, clip.width)
+    assert Eraser(PRIOR_ONLY.replace(seed=7))(clip, masks).seed == 7
+    assert 0 <= Eraser(PRIOR_ONLY)(clip, masks).seed < 2**31
