@@ -56,3 +56,44 @@ def text_encoder_config() -> dict:
         eos_token_id=999,
         pad_token_id=999,
     )
+
+
+def pseudo_model(cls, config: dict, namespace: str):
+    """`cls.from_config(config)` carrying the fixtures' pseudo-weights, cheap at any size.
+
+    Parameters are created on the meta device and replaced by the pseudo-weight tensors themselves (no random
+    init, no copy), drawn on all cores (numpy releases the GIL while filling); buffers the module computes (the
+    motion modules' `pe` tables) stay real.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from accelerate import init_empty_weights
+
+    from pseudo_weights import is_computed, pseudo_tensor
+
+    with init_empty_weights(include_buffers=False):
+        model = cls.from_config(config)
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items() if not is_computed(name)}
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        values = pool.map(lambda item: pseudo_tensor(item[0], item[1], namespace), shapes.items())
+        state = dict(zip(shapes, values))
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    assert not unexpected and all(is_computed(name) for name in missing), (missing, unexpected)
+    return model.eval()
+
+
+def build_brushnet(pseudo: bool = True, config: dict | None = None):
+    """BrushNetModel (tiny config unless `config` is given), with the fixture pseudo-weights or default init."""
+    from diffueraser.models import BrushNetModel
+
+    config = brushnet_config() if config is None else config
+    return pseudo_model(BrushNetModel, config, NS_BRUSHNET) if pseudo else BrushNetModel.from_config(config).eval()
+
+
+def build_unet_main(pseudo: bool = True, config: dict | None = None):
+    """unet_main UNetMotionModel (tiny config unless `config` is given), with pseudo-weights or default init."""
+    from diffueraser.models import UNetMotionModel
+
+    config = unet_main_config() if config is None else config
+    return pseudo_model(UNetMotionModel, config, NS_UNET_MAIN) if pseudo else UNetMotionModel.from_config(config).eval()
