@@ -102,13 +102,13 @@ class Eraser:
         settings: Optional[Settings] = None,
         *,
         propainter: Optional["ProPainterPrior"] = None,
-        denoiser: Optional["Denoiser"] = None,
+        diffuser: Optional["Diffuser"] = None,
         weights_dir: Optional[Union[str, Path]] = None,
         local_files_only: bool = False,
     ) -> None:
         self.settings = settings or Settings()
         self.propainter = propainter
-        self.denoiser = denoiser
+        self.diffuser = diffuser
         self.weights_dir = weights_dir
         self.local_files_only = local_files_only
 
@@ -127,20 +127,33 @@ class Eraser:
     # ---- loading ------------------------------------------------------------------------
 
     def load(self, settings: Settings) -> None:
-        """Load what `settings` needs and is not loaded yet."""
-        device, dtype = resolve_device(settings)
-        if settings.prior == "propainter" and self.propainter is None:
-            from .prior.propainter import ProPainterPrior
-            from .weights import propainter_paths
+        """Load what `settings` needs and is not loaded yet (one CheckpointError names all that is missing)."""
+        from .weights import resolve
 
-            paths = propainter_paths(self.weights_dir, local_files_only=self.local_files_only)
-            self.propainter = ProPainterPrior.from_checkpoints(*paths, device=device, dtype=dtype)
-        if settings.diffusion:
-            if self.denoiser is None:
-                self.denoiser = Denoiser.from_pretrained(
-                    self.weights_dir, device=device, dtype=dtype, local_files_only=self.local_files_only
-                )
-            self.denoiser.use_steps(settings.steps, self.weights_dir, self.local_files_only)
+        needed = [p for p in required_parts(settings) if not self._has(p, settings)]
+        if not needed:
+            return
+        device, dtype = resolve_device(settings)
+        paths = resolve(needed, self.weights_dir, self.local_files_only, steps=settings.steps)
+        if "propainter" in needed:
+            from .prior.propainter import ProPainterPrior
+
+            self.propainter = ProPainterPrior.from_checkpoints(
+                paths.raft, paths.flow_completion, paths.propainter, device=device, dtype=dtype
+            )
+        if "denoiser" in needed:
+            from .diffusion.diffuser import Diffuser
+
+            self.diffuser = Diffuser.from_paths(paths, device, dtype)
+        elif "pcm" in needed:
+            self.diffuser.use_lora(paths.pcm_lora, settings.steps)
+
+    def _has(self, part: str, settings: Settings) -> bool:
+        if part == "propainter":
+            return self.propainter is not None
+        if part == "pcm":
+            return self.diffuser is not None and self.diffuser.lora_steps == settings.steps
+        return self.diffuser is not None
 
     def make_prior(self, settings: Settings) -> Prior:
         """The prior the settings ask for, configured by them."""
@@ -185,7 +198,7 @@ class Eraser:
         if s.prior != "none":
             prior = self.make_prior(s)(frames, holes, progress=report.of("prior"))
         if s.diffusion:
-            generated = self.denoiser(frames, dilated, prior, s, seed, progress=report)
+            generated = self.diffuser(frames, dilated, prior, s, seed, progress=report)
         else:
             generated = prior
 

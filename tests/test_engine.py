@@ -66,3 +66,54 @@ def test_seed_is_drawn_when_not_given_and_kept_when_given(bikes):
     masks = moving_box_masks(2, clip.height, clip.width)
     assert Eraser(PRIOR_ONLY.replace(seed=7))(clip, masks).seed == 7
     assert 0 <= Eraser(PRIOR_ONLY)(clip, masks).seed < 2**31
+
+
+# ---- with the diffusion model (tiny checkpoints written in the released formats) -------------
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from tiny_checkpoints import write_tiny_weights
+
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def long_bikes(tmp_path_factory):
+    # 66 frames > 2 clips of 22: triggers pre-inference; 160x68 → working size 160x64.
+    return make_clip(tmp_path_factory.mktemp("engine_long") / "bikes66.mp4", frames=66, width=160)
+
+
+@pytest.mark.parametrize("prior", ["propagation", "propainter"])
+def test_diffusion_end_to_end_with_tiny_checkpoints(tiny_weights, long_bikes, tmp_path, prior):
+    settings = Settings(prior=prior, device="cpu", seed=3, raft_iters=2)
+    eraser = Eraser.from_pretrained(settings, weights_dir=tiny_weights)
+    clip = read_video(long_bikes)
+    masks = moving_box_masks(clip.num_frames, clip.height, clip.width, box=16, step=1)
+    stages = []
+    result = eraser(long_bikes, masks, progress=lambda stage, f: stages.append(stage))
+    out = read_video(result.save(tmp_path / "out.mp4"))
+    assert out.frames.shape == clip.frames.shape == (66, 68, 160, 3)
+    assert out.fps == pytest.approx(clip.fps)
+    assert has_audio(tmp_path / "out.mp4")
+    names = {s.split(" ")[0] for s in stages}
+    assert {"reading", "masks", "prior", "diffusion", "decoding", "writing"} <= names
+    assert any("clip" in s for s in stages if s.startswith("diffusion"))
+    size = working_size(clip.height, clip.width, settings.max_size)
+    hole = resize_masks(dilate_masks(resize_masks(masks, size), settings.mask_dilation), (clip.height, clip.width))
+    margin = dilate_masks(hole, 11)
+    assert np.array_equal(result.frames[~margin], clip.frames[~margin])
+    # The diffusion output differs from the prior inside the hole (random tiny weights change it).
+    assert not np.array_equal(result.frames[hole], result.prior[hole])
+
+
+def test_changing_steps_refuses_nothing_and_swaps_the_lora(tiny_weights, long_bikes):
+    eraser = Eraser.from_pretrained(Settings(prior="propagation", device="cpu", seed=1), weights_dir=tiny_weights)
+    clip = read_video(long_bikes, max_frames=4)
+    masks = moving_box_masks(4, clip.height, clip.width, box=16)
+    two = eraser(clip, masks).frames
+    four = eraser(clip, masks, settings=eraser.settings.replace(steps=4)).frames
+    assert eraser.diffuser.lora_steps == 4
+    assert not np.array_equal(two, four)
+    again = eraser(clip, masks, settings=eraser.settings.replace(steps=2)).frames
+    assert np.array_equal(two, again)
