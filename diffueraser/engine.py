@@ -196,8 +196,10 @@ class Eraser:
 
         prior = None
         if s.prior != "none":
+            report("prior", 0.0)
             prior = self.make_prior(s)(frames, holes, progress=report.of("prior"))
         if s.diffusion:
+            report("diffusion", 0.0)
             generated = self.diffuser(frames, dilated, prior, s, seed, progress=report)
         else:
             generated = prior

@@ -26,7 +26,7 @@ def pseudo_tensor(name: str, shape: Sequence[int], namespace: str = "") -> torch
     shape = tuple(int(s) for s in shape)
     x = np.random.default_rng(zlib.crc32((namespace + name).encode())).standard_normal(shape)
     if len(shape) >= 2:
-        x = x / np.sqrt(np.prod(shape[1:]))
+        x /= np.sqrt(np.prod(shape[1:]))  # in place: same values, no second copy of a large tensor
     elif name.endswith("running_var"):
         x = 1.0 + 0.1 * np.abs(x)
     elif len(shape) == 1 and name.endswith("weight"):

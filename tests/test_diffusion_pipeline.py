@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from reference import assert_close_rel, load_json, load_npz
 from tiny import build_brushnet, build_unet_main
 
-from diffueraser.diffusion import DiffuEraserPipeline, masked_frames
+from diffueraser.diffusion import DiffuEraserPipeline
+from diffueraser.masks import masked_frames
 from diffueraser.diffusion.injection import ddim_sample, draw_clip_noise, inject_released
 
 REL = 1e-5  # reference README §7: max|diff| <= 1e-5 · max|ref| per array

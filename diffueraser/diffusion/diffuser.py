@@ -90,4 +90,5 @@ class Diffuser:
             pre_inference=settings.pre_inference,
             progress=lambda fraction, message: report(f"diffusion {message}".strip(), fraction),
         )
+        report("decoding", 0.0)
         return pipe.decode(latents, progress=lambda fraction, message: report("decoding", fraction))

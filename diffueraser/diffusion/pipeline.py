@@ -33,7 +33,7 @@ from .injection import ddim_invert, draw_clip_noise, inject_released, tile_noise
 from .scheduler import ETA, make_scheduler
 from .windows import RampBlender, WindowSchedule, clip_windows, pre_inference_indices
 
-__all__ = ["DiffuEraserPipeline", "Progress", "masked_frames"]
+__all__ = ["DiffuEraserPipeline", "Progress"]
 
 Progress = Optional[Callable[[float, str], None]]
 """`progress(fraction in [0, 1], message)`, e.g. `(0.4, "step 1/2: clip 2 of 3")`."""
@@ -46,11 +46,6 @@ DDIM_INVERSION_STEPS = 8
 """Steps (passes over all windows) of the DDIM-inversion injection; fewer leave the inverted
 latents with too little noise for the sampler's first timestep (DDIM is first order)."""
 UINT8_MAX = 255.0
-
-
-def masked_frames(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Frames with their holes black, as the released code builds BrushNet's image input."""
-    return np.where(masks[..., None], np.uint8(0), frames)
 
 
 class _Tracker:
@@ -381,7 +376,7 @@ class DiffuEraserPipeline:
     ) -> torch.Tensor:
         """Final latents `[T, 4, H/8, W/8]` for a video.
 
-        masked: uint8 `[T, H, W, 3]` frames with holes black (`masked_frames`); masks: bool
+        masked: uint8 `[T, H, W, 3]` frames with holes black (`masks.masked_frames`); masks: bool
         `[T, H, W]`, True = hole; prior_frames: uint8 `[T, H, W, 3]`; prompt_embeds: `[1, S, D]`
         (the empty prompt's embedding, computed once by the caller). Decode with `decode`.
         """
