@@ -10,7 +10,7 @@ import copy
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -20,6 +20,10 @@ from . import media
 from .errors import InputError
 from .prior import Prior
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .diffusion.diffuser import Diffuser
+    from .prior.propainter import ProPainterPrior
 
 Progress = Optional[Callable[[str, float], None]]
 VideoInput = Union[str, Path, "media.Video"]

@@ -41,13 +41,7 @@ class StandInVAE(torch.nn.Module):
         return SimpleNamespace(sample=F.interpolate(z[:, :3], scale_factor=8, mode="nearest"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; several threads only contend on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

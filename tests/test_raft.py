@@ -9,13 +9,13 @@ import torch
 from pseudo_weights import fill_module, pseudo_state_dict
 from reference import assert_close_rel, load_json, load_npz
 
+from diffueraser.prior.propainter.checkpoint import load_raft
 from diffueraser.errors import CheckpointError
 from diffueraser.prior.propainter.raft import (
     RAFT,
     CorrelationPyramid,
     bidirectional_flows,
     coords_grid,
-    load_raft,
     raft_padding,
 )
 

@@ -11,14 +11,11 @@ frame k+1 → k (valid where frame k+1 is known).
 """
 from __future__ import annotations
 
-import os
-from typing import Mapping, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import CheckpointError
 from .deform_conv import deform_conv2d
 
 Flows = tuple[torch.Tensor, torch.Tensor]
@@ -254,25 +251,3 @@ def complete_flows(
         pieces_fwd.append(fwd[:, start - lo : stop - lo])
         pieces_bwd.append(bwd[:, start - lo : stop - lo])
     return torch.cat(pieces_fwd, dim=1), torch.cat(pieces_bwd, dim=1)
-
-
-def load_flow_completion(
-    checkpoint: Union[str, os.PathLike, Mapping[str, torch.Tensor]],
-    device: Union[str, torch.device] = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> RecurrentFlowCompleteNet:
-    """The network in eval mode with the weights of `recurrent_flow_completion.pth`, loaded strictly."""
-    name = str(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "the flow completion state dict"
-    if isinstance(checkpoint, (str, os.PathLike)):
-        try:
-            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - unreadable or truncated file
-            raise CheckpointError(
-                f"Cannot read the flow completion checkpoint {name} ({exc}); download recurrent_flow_completion.pth again."
-            ) from exc
-    model = RecurrentFlowCompleteNet()
-    try:
-        model.load_state_dict(checkpoint, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{name} is not a recurrent_flow_completion.pth checkpoint: {' '.join(str(exc).split())}") from exc
-    return model.to(device=device, dtype=dtype).eval()

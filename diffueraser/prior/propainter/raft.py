@@ -13,14 +13,12 @@ are already multiples of 8 and at least 128 are not touched, so they match the r
 from __future__ import annotations
 
 import math
-import os
-from typing import Iterator, Mapping, Union
+from typing import Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import CheckpointError
 from .raft_blocks import (
     CONTEXT_DIM,
     CORR_LEVELS,
@@ -231,23 +229,3 @@ def strip_data_parallel_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[s
     """`raft-things.pth` was saved from `DataParallel`: drop the `module.` prefix of its keys."""
     n = len(DATA_PARALLEL_PREFIX)
     return {(k[n:] if k.startswith(DATA_PARALLEL_PREFIX) else k): v for k, v in state_dict.items()}
-
-
-def load_raft(
-    checkpoint: Union[str, os.PathLike, Mapping[str, torch.Tensor]],
-    device: Union[str, torch.device] = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> RAFT:
-    """RAFT in eval mode with the weights of `raft-things.pth` (a path or a loaded state dict), loaded strictly."""
-    name = str(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "the RAFT state dict"
-    if isinstance(checkpoint, (str, os.PathLike)):
-        try:
-            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - unreadable or truncated file
-            raise CheckpointError(f"Cannot read the RAFT checkpoint {name} ({exc}); download raft-things.pth again.") from exc
-    model = RAFT()
-    try:
-        model.load_state_dict(strip_data_parallel_prefix(checkpoint), strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{name} is not a raft-things.pth checkpoint: {' '.join(str(exc).split())}") from exc
-    return model.to(device=device, dtype=dtype).eval()

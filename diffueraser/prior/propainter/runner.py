@@ -19,13 +19,14 @@ import cv2
 import numpy as np
 import torch
 
-from ...errors import CheckpointError, InputError
+from ...errors import InputError
 from ...masks import propainter_masks, resize_frames, resize_masks
 from .. import Progress
+from .checkpoint import load_flow_completion, load_generator, load_raft
 from .flow_completion import RecurrentFlowCompleteNet
 from .generator import InpaintGenerator
 from .propagation import img_propagation
-from .raft import RAFT, bidirectional_flows, strip_data_parallel_prefix
+from .raft import RAFT, bidirectional_flows
 
 PathLike = Union[str, os.PathLike]
 
@@ -181,10 +182,8 @@ class ProPainterPrior:
     ) -> "ProPainterPrior":
         """Build the prior from the released `raft-things.pth`, `recurrent_flow_completion.pth`
         and `ProPainter.pth` (strict loading; RAFT's `module.` prefix is accepted)."""
-        raft = _load_strict(RAFT(), raft_path, "raft-things.pth", strip_data_parallel_prefix)
-        flow = _load_strict(RecurrentFlowCompleteNet(), flow_completion_path, "recurrent_flow_completion.pth")
-        generator = _load_strict(InpaintGenerator(), generator_path, "ProPainter.pth")
-        return cls(raft, flow, generator, device=device, dtype=dtype, **kwargs)
+        return cls(load_raft(raft_path), load_flow_completion(flow_completion_path), load_generator(generator_path),
+                   device=device, dtype=dtype, **kwargs)
 
     # ------------------------------------------------------------------ public
 
@@ -415,31 +414,3 @@ class _Reporter:
     def _emit(self, fraction: float) -> None:
         if self.progress is not None:
             self.progress(fraction)
-
-
-def _load_strict(model: torch.nn.Module, path: PathLike, released_name: str,
-                 convert: Callable[[dict], dict] = dict) -> torch.nn.Module:
-    """Load a released checkpoint strictly; a CheckpointError names the file and the bad keys."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{released_name} not found at {path}; download it from the ProPainter v0.1.0 "
-                              "release (github.com/sczhou/ProPainter/releases/tag/v0.1.0).") from exc
-    except Exception as exc:  # noqa: BLE001 - truncated or not a torch file
-        raise CheckpointError(f"cannot read {path} as {released_name} ({exc}); download it again.") from exc
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} is not a state dict ({released_name} expected)")
-    state = convert(state)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                parts.append(f"{len(keys)} {label} ({', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''})")
-        raise CheckpointError(f"{path} does not match {released_name}: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
-    return model.eval()
