@@ -18,6 +18,10 @@ from .scheduler import load_pcm_lora
 
 PROMPT = ""
 """The released pipeline always runs with the empty prompt and guidance 0."""
+VAE_BATCH_CUDA = 4
+"""Frames per VAE call on a GPU (the released encoding batch)."""
+VAE_BATCH_CPU = 1
+"""On a CPU batching frames gains no speed and multiplies the decoder's full-size activations."""
 
 
 @torch.inference_mode()
@@ -79,7 +83,8 @@ class Diffuser:
         report = progress or (lambda stage, fraction: None)
         masked = masked_frames(frames, holes)
         pipe = DiffuEraserPipeline(
-            self.brushnet, self.unet, self.vae, clip_length=settings.clip_length, overlap=settings.overlap
+            self.brushnet, self.unet, self.vae, clip_length=settings.clip_length, overlap=settings.overlap,
+            vae_batch_size=VAE_BATCH_CUDA if self.vae.device.type == "cuda" else VAE_BATCH_CPU,
         )
         latents = pipe(
             masked, holes,

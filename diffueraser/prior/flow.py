@@ -23,6 +23,8 @@ EPS = 1e-6
 SOBEL_NORM = 8.0
 """cv2.Sobel's 3x3 kernel sums to 8 times the derivative."""
 SQUARE_3X3 = np.ones((3, 3), np.uint8)
+REMAP_ROW = 1024
+"""Points are laid out in rows of this length for cv2.remap (which refuses sides over 32767)."""
 
 
 def flow_scale(height: int, width: int, max_side: int) -> float:
@@ -66,6 +68,8 @@ def smooth_fill(values: np.ndarray, hole: np.ndarray) -> np.ndarray:
 
 
 def _push_pull(values: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Known values averaged down a pyramid until no pixel is empty, then blended back up: each
+    level keeps what it knows and takes the rest from the level below."""
     known = (~hole).astype(np.float32)
     if not known.any():
         return np.zeros_like(values)
@@ -74,8 +78,8 @@ def _push_pull(values: np.ndarray, hole: np.ndarray) -> np.ndarray:
     while levels[-1][1].min() <= 0 and min(levels[-1][1].shape) > 1:
         v, w = levels[-1]
         half = (max(1, (w.shape[1] + 1) // 2), max(1, (w.shape[0] + 1) // 2))
-        v2 = cv2.resize(v, half, interpolation=cv2.INTER_AREA)
-        levels.append((v2.reshape(half[1], half[0], *values.shape[2:]), cv2.resize(w, half, interpolation=cv2.INTER_AREA)))
+        v_half = cv2.resize(v, half, interpolation=cv2.INTER_AREA).reshape(half[1], half[0], *values.shape[2:])
+        levels.append((v_half, cv2.resize(w, half, interpolation=cv2.INTER_AREA)))
     v, w = levels[-1]
     filled = v / expand(np.maximum(w, EPS))
     if (w <= 0).any():  # the coarsest level still has empty pixels: use the mean of the others
@@ -100,10 +104,6 @@ def flow_grey(frame: np.ndarray, hole: np.ndarray, size: tuple[int, int]) -> np.
         grey = cv2.resize(grey, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     filled = smooth_fill(grey.astype(np.float32), hole)
     return np.clip(filled + 0.5, 0, 255).astype(np.uint8)
-
-
-REMAP_ROW = 1024
-"""Points are laid out in rows of this length for cv2.remap (which refuses sides over 32767)."""
 
 
 def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -15,8 +15,9 @@ Per shot (scene cuts are detected and never crossed):
 4. the whole fill is averaged along the flow with its neighbours in time (a running average
    each way), so it does not flicker where propagation and spatial fill alternate.
 
-Memory: besides the frames, the flows of at most 2 * `max_distance` + 1 frame pairs at a time
-(at most `flow_max_side` pixels long) and about 18 bytes per hole pixel of the shot.
+Memory: besides the frames (input, output, masks), the flows of at most 2 * `max_distance`
+neighbouring-frame pairs at a time (24 bytes per flow-size pixel each, frames at most
+`flow_max_side` pixels long) and, for the temporal average, 18 bytes per hole pixel of the shot.
 """
 from __future__ import annotations
 
@@ -27,55 +28,61 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..masks import propainter_masks
 from . import Progress
 from .flow import FlowOptions, FlowPair, ShotFlows, sample, scaled_size, shrink_mask
 
-CROSS_3X3 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 """ProPainter dilates its masks with scipy's default structuring element: the 3x3 cross."""
 CUT_PROBE_SIDE = 64
 """Longer side of the tiny grey frames compared to find scene cuts."""
 CUT_CONTEXT = 5
 """Frame pairs on each side whose differences set the local level a cut must exceed."""
+CUT_MIN_CONTEXT = 2
+"""Fewer neighbouring pairs than this (very short videos) say nothing about the local level."""
+CUT_HISTOGRAM_BINS = 8
+"""Bins per RGB channel of the colour histograms compared at a candidate cut."""
 DOUBTFUL_STEP_WEIGHT = 0.5
 """In the temporal average, a neighbour reached by an untrusted flow step counts this fraction
 of a trusted one."""
 SMOOTHING_SHARE = 0.1
-SHEAR_SCALE = 0
 """Fraction of a shot's progress given to the temporal average."""
 
 
-def dilate_masks(masks: np.ndarray, iterations: int) -> np.ndarray:
-    """Masks grown by `iterations` 3x3-cross dilations, as ProPainter reads its masks."""
-    if iterations == 0:
-        return masks.copy()
-    return np.stack([cv2.dilate(m.astype(np.uint8), CROSS_3X3, iterations=iterations) > 0 for m in masks])
-
-
-def detect_cuts(frames: np.ndarray, holes: np.ndarray, threshold: float = 12.0, ratio: float = 3.0) -> list[int]:
-    """Indices t where a new shot starts: the mean absolute grey difference between frames t-1
-    and t (tiny frames, pixels known in both) is above `threshold` (0-255 scale) and `ratio`
-    times the median difference of the neighbouring pairs."""
+def detect_cuts(frames: np.ndarray, holes: np.ndarray, threshold: float = 12.0, ratio: float = 3.0,
+                histogram: float = 0.2) -> list[int]:
+    """Indices t where a new shot starts. On tiny frames, over pixels known in both, frames t-1
+    and t must differ by a mean absolute grey difference above `threshold` (0-255 scale), and
+    either their colour histograms differ (Bhattacharyya distance above `histogram`: motion keeps
+    the colours, a cut changes them) or, where there are enough neighbouring pairs to compare
+    with, the difference is `ratio` times their median (a jump, not steady fast motion)."""
     t, h, w = holes.shape
     if t < 2:
         return []
     size = scaled_size(h, w, min(1.0, CUT_PROBE_SIDE / max(h, w)))
-    grey = np.stack([
-        cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (size[1], size[0]), interpolation=cv2.INTER_AREA)
-        for f in frames
-    ]).astype(np.float32)
+    small = [cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in frames]
+    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in small]).astype(np.float32)
     known = ~np.stack([shrink_mask(m, size) for m in holes])
     diffs = np.zeros(t - 1)
+    distances = np.zeros(t - 1)
     for i in range(t - 1):
         both = known[i] & known[i + 1]
         if both.any():
             diffs[i] = np.abs(grey[i + 1] - grey[i])[both].mean()
+            a, b = (_colour_histogram(f, both) for f in (small[i], small[i + 1]))
+            distances[i] = cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA)
     cuts = []
     for i in range(t - 1):
         around = np.concatenate([diffs[max(0, i - CUT_CONTEXT):i], diffs[i + 1:i + 1 + CUT_CONTEXT]])
-        level = np.median(around) if around.size else 0.0
-        if diffs[i] > threshold and diffs[i] > ratio * level:
+        jump = around.size >= CUT_MIN_CONTEXT and diffs[i] > ratio * np.median(around)
+        if diffs[i] > threshold and (distances[i] > histogram or jump):
             cuts.append(i + 1)
     return cuts
+
+
+def _colour_histogram(frame: np.ndarray, where: np.ndarray) -> np.ndarray:
+    mask = where.astype(np.uint8)
+    hist = cv2.calcHist([frame], [0, 1, 2], mask, [CUT_HISTOGRAM_BINS] * 3, [0, 256] * 3)
+    return hist / max(float(hist.sum()), 1.0)
 
 
 @dataclass
@@ -113,8 +120,9 @@ class PropagationPrior:
         max_distance: int = 30,
         cut_threshold: float = 12.0,
         cut_ratio: float = 3.0,
+        cut_histogram: float = 0.2,
         inpaint_radius: int = 5,
-        temporal_smoothing: float = 0.6,
+        temporal_smoothing: float = 0.15,
     ) -> None:
         """
         mask_dilation: 3x3-cross dilations of the masks (ProPainter's reading; released 8).
@@ -124,7 +132,7 @@ class PropagationPrior:
         max_shear: a trajectory stops where the completed flow changes faster than this per
             pixel (a motion edge crossing the hole).
         max_distance: frames a pixel may travel to find a known pixel (bounds time and memory).
-        cut_threshold, cut_ratio: scene-cut detection, see `detect_cuts`.
+        cut_threshold, cut_ratio, cut_histogram: scene-cut detection, see `detect_cuts`.
         inpaint_radius: radius of OpenCV's Telea inpainting for pixels no frame reveals.
         temporal_smoothing: weight of the flow-aligned neighbour in the running averages over
             time (0 = none).
@@ -146,6 +154,7 @@ class PropagationPrior:
         self.max_distance = max_distance
         self.cut_threshold = cut_threshold
         self.cut_ratio = cut_ratio
+        self.cut_histogram = cut_histogram
         self.inpaint_radius = inpaint_radius
         self.temporal_smoothing = temporal_smoothing
 
@@ -155,10 +164,10 @@ class PropagationPrior:
         frames, masks = _check_inputs(frames, masks)
         report = progress or (lambda fraction: None)
         report(0.0)
-        holes = dilate_masks(masks, self.mask_dilation)
+        holes = propainter_masks(masks, self.mask_dilation)
         out = frames.copy()
         t = len(frames)
-        bounds = [0, *detect_cuts(frames, holes, self.cut_threshold, self.cut_ratio), t]
+        bounds = [0, *detect_cuts(frames, holes, self.cut_threshold, self.cut_ratio, self.cut_histogram), t]
         for start, stop in zip(bounds[:-1], bounds[1:]):
             def shot_report(fraction: float, start: int = start, stop: int = stop) -> None:
                 report((start + fraction * (stop - start)) / t)
@@ -179,6 +188,9 @@ class PropagationPrior:
         for t in range(n):
             flows.forget_before(t - self.max_distance)
             ys, xs = np.nonzero(holes[t])
+            if len(ys) == 0:
+                links.append(_Links(ys, xs, {}))
+                continue
             fill = _blend(self._trace(frames, holes, flows, t, ys, xs, 1),
                           self._trace(frames, holes, flows, t, ys, xs, -1))
             out[t][ys[fill.valid], xs[fill.valid]] = _to_uint8(fill.colour[fill.valid])
@@ -241,8 +253,7 @@ class PropagationPrior:
         h, w = pair.full_size
         inside = (qx > -0.5) & (qx < w - 0.5) & (qy > -0.5) & (qy < h - 0.5)
         shear = sample(pair.shear_forward if step == 1 else pair.shear_backward, *pair.flow_coords(x, y))
-        limit = self.max_shear * np.maximum(1.0, np.sqrt((ds ** 2).sum(1)) / SHEAR_SCALE) if SHEAR_SCALE else self.max_shear
-        return d, (error <= bound) & (shear <= limit) & inside
+        return d, (error <= bound) & (shear <= self.max_shear) & inside
 
     # ---- temporal average ---------------------------------------------------------------
 
@@ -286,7 +297,7 @@ class PropagationPrior:
 # ---- helpers ------------------------------------------------------------------------------
 
 def _check_inputs(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    frames = np.asarray(frames)
+    frames = np.ascontiguousarray(frames)
     masks = np.asarray(masks)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise InputError(f"frames must be uint8 [T, H, W, 3] with T >= 1, got {frames.dtype} {frames.shape}")
