@@ -32,7 +32,6 @@ from ..masks import propainter_masks
 from . import Progress
 from .flow import FlowOptions, FlowPair, ShotFlows, sample, scaled_size, shrink_mask
 
-"""ProPainter dilates its masks with scipy's default structuring element: the 3x3 cross."""
 CUT_PROBE_SIDE = 64
 """Longer side of the tiny grey frames compared to find scene cuts."""
 CUT_CONTEXT = 5
