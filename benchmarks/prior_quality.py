@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _footage import MASKS, load_clip, paint_object  # noqa: E402
-from diffueraser.prior.propagation import PropagationPrior, dilate_masks  # noqa: E402
+from diffueraser.masks import propainter_masks as dilate_masks  # noqa: E402
+from diffueraser.prior.propagation import PropagationPrior  # noqa: E402
 
 CLIP_STARTS = {"bikes": 10, "bigbuckbunny": 0}
 """bikes from frame 10 includes a panning shot and a scene cut; bigbuckbunny a character
