@@ -209,22 +209,19 @@ class Eraser:
             generated = prior
 
         report("writing", 0.0)
-        out, used = self._compose(clip.frames, generated, dilated, s.blended)
-        prior_full = None if prior is None else self._compose(clip.frames, prior, dilated, s.blended)[0]
+        used = mask_ops.resize_masks(dilated, clip.frames.shape[1:3])
+        blend = mask_ops.blend_masks(used) if s.blended else used.astype(np.uint8) * mask_ops.MASK_ON
+        out = self._paste(clip.frames, generated, blend)
+        prior_full = None if prior is None else self._paste(clip.frames, prior, blend)
         report("writing", 1.0)
         return EraseResult(frames=out, prior=prior_full, masks=used, fps=clip.fps, seed=seed, source=clip.source)
 
     @staticmethod
-    def _compose(
-        original: np.ndarray, generated: np.ndarray, dilated: np.ndarray, blended: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Paste working-size results into the input-size frames; returns (frames, mask used)."""
-        size = original.shape[1:3]
-        if generated.shape[1:3] != size:
-            generated = mask_ops.resize_frames(generated, size)
-            dilated = mask_ops.resize_masks(dilated, size)
-        blend = mask_ops.blend_masks(dilated) if blended else dilated.astype(np.uint8) * mask_ops.MASK_ON
-        return mask_ops.compose(generated, original, blend), dilated
+    def _paste(original: np.ndarray, generated: np.ndarray, blend: np.ndarray) -> np.ndarray:
+        """Working-size frames pasted into the input-size frames through the uint8 blend mask."""
+        if generated.shape[1:3] != original.shape[1:3]:
+            generated = mask_ops.resize_frames(generated, original.shape[1:3])
+        return mask_ops.compose(generated, original, blend)
 
 
 def erase(
