@@ -155,3 +155,58 @@ def test_up_block_motion_modules_keep_32_groups_whatever_the_unet_uses():
     up_block_motion, *others = [unet.up_blocks[0], *unet.down_blocks, unet.mid_block, *unet.up_blocks[1:]]
     assert [m.norm.num_groups for m in up_block_motion.motion_modules] == [32] * 3
     assert {m.norm.num_groups for block in others for m in block.motion_modules} == {groups}
+
+
+def test_feed_forward_chunking_changes_no_value_and_is_idempotent():
+    from diffusers.models.attention import FeedForward
+
+    from diffueraser.models.chunking import chunk_feed_forward
+
+    brushnet, unet = build_brushnet(), build_unet_main()  # own copies: chunking sets their forwards
+    x = _inputs()
+    whole = _denoise(brushnet, unet, x)
+    seen = []
+    feed_forwards = [m for model in (brushnet, unet) for m in model.modules() if isinstance(m, FeedForward)]
+    for ff in feed_forwards:  # the GEGLU inside sees each slice
+        ff.net[0].register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[:-1].numel()))
+    # 7 divides none of the token counts (3 frames x 16², 8², 4², 2²), so every slicing ends short
+    assert chunk_feed_forward(brushnet, 7) + chunk_feed_forward(unet, 7) == len(feed_forwards)
+    chunk_feed_forward(unet, 7)  # a second call must not wrap the wrapper
+    assert all(ff.unchunked_forward.__func__ is FeedForward.forward for ff in feed_forwards)
+    sliced = _denoise(brushnet, unet, x)
+    assert max(seen) == 7 and min(seen) < 7, "the feed-forwards must see at most 7 tokens at a time"
+    assert_close_rel(sliced, whole, 1e-6, "chunked feed-forward")
+    with pytest.raises(ValueError, match="at least 1"):
+        chunk_feed_forward(unet, 0)
+
+
+def test_residuals_handed_over_as_lists_are_released_once_added_and_tuples_kept(brushnet, unet_main):
+    import weakref
+
+    x = _inputs()
+    with torch.no_grad():
+        res = brushnet(x["sample"], TIMESTEP, x["text"].repeat_interleave(FRAMES, dim=0), x["cond"])
+        counts = len(res.down_block_res_samples), len(res.up_block_res_samples)
+        kept = unet_main(
+            x["sample"], TIMESTEP, x["text"], num_frames=FRAMES, down_block_add_samples=res.down_block_res_samples,
+            mid_block_add_sample=res.mid_block_res_sample, up_block_add_samples=res.up_block_res_samples,
+        ).sample
+        # fresh copies that only the lists hold, watched through weak references
+        down = [r.clone() for r in res.down_block_res_samples]
+        up = [r.clone() for r in res.up_block_res_samples]
+        watched = [weakref.ref(r) for r in down]
+        alive_at_up_blocks = []
+        hook = unet_main.up_blocks[0].resnets[0].register_forward_pre_hook(
+            lambda mod, args: alive_at_up_blocks.append(sum(ref() is not None for ref in watched))
+        )
+        try:
+            taken = unet_main(
+                x["sample"], TIMESTEP, x["text"], num_frames=FRAMES, down_block_add_samples=down,
+                mid_block_add_sample=res.mid_block_res_sample, up_block_add_samples=up,
+            ).sample
+        finally:
+            hook.remove()
+    assert down == [] and up == [], "the lists are emptied"
+    assert alive_at_up_blocks == [0], "every down residual is freed before the up blocks run"
+    assert (len(res.down_block_res_samples), len(res.up_block_res_samples)) == counts, "tuples are left alone"
+    torch.testing.assert_close(taken, kept, rtol=0, atol=0)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.chunking import FEED_FORWARD_TOKENS, chunk_feed_forward
 from .injection import ddim_invert, draw_clip_noise, inject_released, tile_noise
 from .scheduler import ETA, make_scheduler
 from .windows import RampBlender, WindowSchedule, clip_windows, pre_inference_indices
@@ -71,8 +72,10 @@ def _device_and_dtype(module: torch.nn.Module, fallback: torch.device) -> tuple[
 class DiffuEraserPipeline:
     """BrushNet + unet_main + VAE + TCD scheduler, run over a whole video in staggered windows.
 
-    Models are used where they are (put them on the device first). `clip_length` and `overlap`
-    are the window size and the frames neighbouring windows share (None: clip_length // 4).
+    Models are used where they are (put them on the device first); their transformer
+    feed-forwards are set to run over slices of `feed_forward_tokens` tokens (None: left as they
+    are), which changes no value and bounds the largest temporaries of a window. `clip_length` and
+    `overlap` are the window size and the frames neighbouring windows share (None: clip_length // 4).
     """
 
     def __init__(
@@ -87,8 +90,12 @@ class DiffuEraserPipeline:
         vae_batch_size: int = VAE_BATCH,
         inversion_steps: int = DDIM_INVERSION_STEPS,
         conditioning_scale: float = 1.0,
+        feed_forward_tokens: Optional[int] = FEED_FORWARD_TOKENS,
     ) -> None:
         self.brushnet, self.unet, self.vae = brushnet, unet, vae
+        if feed_forward_tokens is not None:
+            for net in (brushnet, unet):
+                chunk_feed_forward(net, feed_forward_tokens)
         self.scheduler = scheduler if scheduler is not None else make_scheduler()
         self.clip_length = clip_length
         self.overlap = clip_length // 4 if overlap is None else overlap
@@ -181,14 +188,19 @@ class DiffuEraserPipeline:
             brushnet_cond=cond.to(self.dtype),
             conditioning_scale=self.conditioning_scale,
         )
+        # Handed over as lists, the residuals are freed one by one as unet_main adds them.
+        down, mid, up = list(residuals.down_block_res_samples), residuals.mid_block_res_sample, list(
+            residuals.up_block_res_samples
+        )
+        del residuals
         eps = self.unet(
             x,
             t,
             encoder_hidden_states=prompt,
             num_frames=frames,
-            down_block_add_samples=residuals.down_block_res_samples,
-            mid_block_add_sample=residuals.mid_block_res_sample,
-            up_block_add_samples=residuals.up_block_res_samples,
+            down_block_add_samples=down,
+            mid_block_add_sample=mid,
+            up_block_add_samples=up,
         ).sample
         return eps.float()
 

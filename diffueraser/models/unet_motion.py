@@ -115,7 +115,11 @@ class UNetMotionModel(StrictCheckpointMixin, DiffusersUNetMotionModel):
                 f"UNetMotionModel: expected {1 + sum(down_sizes)} down and {sum(up_sizes)} up residuals, "
                 f"got {len(down)} and {len(up)}."
             )
-        return down[0], _chunks(down[1:], down_sizes), _chunks(up, up_sizes)
+        first, down_adds, up_adds = down[0], _chunks(down[1:], down_sizes), _chunks(up, up_sizes)
+        for given_list in (down, up):
+            if isinstance(given_list, list):
+                given_list.clear()  # the caller handed them over: each is freed once added
+        return first, down_adds, up_adds
 
     @apply_lora_scale("cross_attention_kwargs")
     def forward(
@@ -134,7 +138,9 @@ class UNetMotionModel(StrictCheckpointMixin, DiffusersUNetMotionModel):
         """Predict noise for `B` clips of `num_frames` frames stacked as `sample [B*F, 4, h, w]`.
 
         encoder_hidden_states is `[B, S, D]` (repeated per frame here). The three `*_add_sample(s)` are a
-        BrushNet's residuals (`BrushNetOutput` fields), all given or none.
+        BrushNet's residuals (`BrushNetOutput` fields), all given or none. Residuals given as lists are
+        taken over: the lists are emptied and each residual is released as soon as it has been added,
+        which lowers the peak memory of a window by the residuals' size (tuples are left as they are).
         """
         if sample.shape[0] % num_frames:
             raise ValueError(f"UNetMotionModel: batch {sample.shape[0]} is not a multiple of num_frames {num_frames}.")
@@ -152,7 +158,9 @@ class UNetMotionModel(StrictCheckpointMixin, DiffusersUNetMotionModel):
         if first_add is not None:
             # Released quirk: the conv_in skip copy is taken before its BrushNet residual is added.
             hidden = hidden + first_add
-        for block, adds in zip(self.down_blocks, down_adds):
+            del first_add
+        for i, block in enumerate(self.down_blocks):
+            adds, down_adds[i] = down_adds[i], None
             hidden, block_skips = down_block_forward(
                 block, hidden, temb, encoder_hidden_states,
                 num_frames=num_frames, add_samples=adds, cross_attention_kwargs=cross_attention_kwargs,
@@ -166,7 +174,8 @@ class UNetMotionModel(StrictCheckpointMixin, DiffusersUNetMotionModel):
 
         # Released: upsample to the skip's size only when a latent side is not a multiple of 2**num_upsamplers.
         odd_size = any(side % 2**self.num_upsamplers for side in sample.shape[-2:])
-        for block, adds in zip(self.up_blocks, up_adds):
+        for i, block in enumerate(self.up_blocks):
+            adds, up_adds[i] = up_adds[i], None
             count = len(block.resnets)
             block_skips, skips = skips[-count:], skips[:-count]
             size = skips[-1].shape[2:] if odd_size and skips else None
