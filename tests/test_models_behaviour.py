@@ -172,10 +172,15 @@ def test_feed_forward_chunking_changes_no_value_and_is_idempotent():
     # 7 divides none of the token counts (3 frames x 16², 8², 4², 2²), so every slicing ends short
     assert chunk_feed_forward(brushnet, 7) + chunk_feed_forward(unet, 7) == len(feed_forwards)
     chunk_feed_forward(unet, 7)  # a second call must not wrap the wrapper
-    assert all(ff.unchunked_forward.__func__ is FeedForward.forward for ff in feed_forwards)
     sliced = _denoise(brushnet, unet, x)
     assert max(seen) == 7 and min(seen) < 7, "the feed-forwards must see at most 7 tokens at a time"
     assert_close_rel(sliced, whole, 1e-6, "chunked feed-forward")
+    # a copy slices its own weights: changing the copy's feed-forwards must change only its output
+    twin = copy.deepcopy(unet)
+    for ff in (m for m in twin.modules() if isinstance(m, FeedForward)):
+        ff.net[-1].weight.data.mul_(2)
+    assert_close_rel(_denoise(brushnet, unet, x), whole, 1e-6, "original after copying")
+    assert not torch.allclose(_denoise(brushnet, twin, x), whole)
     with pytest.raises(ValueError, match="at least 1"):
         chunk_feed_forward(unet, 0)
 

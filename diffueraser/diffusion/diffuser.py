@@ -39,9 +39,6 @@ class Diffuser:
     def __init__(self, brushnet, unet, vae, prompt_embeds: torch.Tensor, lora_steps: Optional[int] = None,
                  reload_unet: Optional[Callable[[], torch.nn.Module]] = None) -> None:
         self.brushnet, self.unet, self.vae = brushnet, unet, vae
-        # Channels-last convolutions: the VAE 7-10 % faster on CPU (benchmarks/RESULTS.md); the UNets
-        # are not, their attention blocks reshape to tokens and back.
-        vae.to(memory_format=torch.channels_last)
         self.prompt_embeds = prompt_embeds
         self.lora_steps = lora_steps
         self.reload_unet = reload_unet

@@ -8,6 +8,8 @@ at every resolution, which video windows rarely are.
 """
 from __future__ import annotations
 
+import types
+
 import torch
 from diffusers.models.attention import FeedForward
 from torch import nn
@@ -16,26 +18,29 @@ FEED_FORWARD_TOKENS = 8192
 """Tokens per feed-forward slice: large enough for full-speed matrix products, 8192 × 2560 floats of temporaries."""
 
 
-def _sliced(ff: FeedForward, tokens: int, hidden: torch.Tensor) -> torch.Tensor:
+def _sliced_forward(self: FeedForward, hidden: torch.Tensor) -> torch.Tensor:
+    """A FeedForward's own forward, over at most `self.feed_forward_tokens` tokens at a time."""
+    whole = type(self).forward
     flat = hidden.reshape(-1, hidden.shape[-1])
+    tokens = self.feed_forward_tokens
     if flat.shape[0] <= tokens:
-        return ff.unchunked_forward(hidden)
-    parts = [ff.unchunked_forward(flat[start : start + tokens]) for start in range(0, flat.shape[0], tokens)]
+        return whole(self, hidden)
+    parts = [whole(self, flat[start : start + tokens]) for start in range(0, flat.shape[0], tokens)]
     return torch.cat(parts).reshape(*hidden.shape[:-1], parts[0].shape[-1])
 
 
 def chunk_feed_forward(model: nn.Module, tokens: int = FEED_FORWARD_TOKENS) -> int:
     """Make every diffusers `FeedForward` in `model` process at most `tokens` tokens at a time.
 
-    Idempotent (a second call only changes the slice size); returns how many feed-forwards it set.
+    Calling it again only changes the slice size; copies of the model keep slicing their own
+    weights. Returns how many feed-forwards it set.
     """
     if tokens < 1:
         raise ValueError(f"tokens must be at least 1, got {tokens}")
     count = 0
     for module in model.modules():
         if isinstance(module, FeedForward):
-            if not hasattr(module, "unchunked_forward"):
-                module.unchunked_forward = module.forward
-            module.forward = lambda hidden, _ff=module: _sliced(_ff, tokens, hidden)
+            module.feed_forward_tokens = tokens
+            module.forward = types.MethodType(_sliced_forward, module)
             count += 1
     return count
