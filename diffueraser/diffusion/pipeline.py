@@ -189,9 +189,8 @@ class DiffuEraserPipeline:
             conditioning_scale=self.conditioning_scale,
         )
         # Handed over as lists, the residuals are freed one by one as unet_main adds them.
-        down, mid, up = list(residuals.down_block_res_samples), residuals.mid_block_res_sample, list(
-            residuals.up_block_res_samples
-        )
+        down, up = list(residuals.down_block_res_samples), list(residuals.up_block_res_samples)
+        mid = residuals.mid_block_res_sample
         del residuals
         eps = self.unet(
             x,

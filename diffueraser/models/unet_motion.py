@@ -140,7 +140,7 @@ class UNetMotionModel(StrictCheckpointMixin, DiffusersUNetMotionModel):
         encoder_hidden_states is `[B, S, D]` (repeated per frame here). The three `*_add_sample(s)` are a
         BrushNet's residuals (`BrushNetOutput` fields), all given or none. Residuals given as lists are
         taken over: the lists are emptied and each residual is released as soon as it has been added,
-        which lowers the peak memory of a window by the residuals' size (tuples are left as they are).
+        so none outlives its use (tuples are left as they are).
         """
         if sample.shape[0] % num_frames:
             raise ValueError(f"UNetMotionModel: batch {sample.shape[0]} is not a multiple of num_frames {num_frames}.")
