@@ -28,6 +28,7 @@ from diffueraser import Eraser, Settings  # noqa: E402
 from diffueraser.diffusion.diffuser import Diffuser  # noqa: E402
 from diffueraser.masks import resize_frames  # noqa: E402
 from diffueraser.media import read_video  # noqa: E402
+from diffueraser.progress import DECODING, DIFFUSION, Progress  # noqa: E402
 
 SD_VAE_FT_MSE = dict(
     in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32, sample_size=256,
@@ -59,24 +60,24 @@ class PeakRSS:
 
 
 class StageClock:
-    """Wall time per stage from the engine's progress reports ('diffusion clip 2 of 3' → 'diffusion').
+    """Wall time per stage from the engine's progress reports (VAE encoding counted apart from diffusion).
 
     A report ends a unit of work of its stage, so the time since the previous report is that
-    stage's; a report at fraction 0 only announces a stage and ends the previous one's work.
+    stage's; a new stage's report with nothing done only announces it and ends the previous one's work.
     """
 
     def __init__(self) -> None:
         self.times: dict[str, float] = {}
         self.stage, self.since = "reading", time.perf_counter()
 
-    def __call__(self, stage: str, fraction: float) -> None:
-        name = stage.split(" ")[0]
-        if name == "diffusion" and "encoding" in stage:
+    def __call__(self, progress: Progress) -> None:
+        name = progress.stage
+        if name == DIFFUSION and progress.detail.startswith("encoding"):
             name = "vae encode"
-        elif name == "decoding":
+        elif name == DECODING:
             name = "vae decode"
         now = time.perf_counter()
-        owner = self.stage if fraction == 0.0 else name
+        owner = self.stage if progress.done == 0 and name != self.stage else name
         self.times[owner] = self.times.get(owner, 0.0) + now - self.since
         self.stage, self.since = name, now
 

@@ -3,33 +3,35 @@ from __future__ import annotations
 
 import argparse
 import sys
-import typing
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .errors import CheckpointError, InputError
-from .settings import Settings
+from .progress import SAVING, Progress, TqdmProgress
+from .settings import Settings, is_optional, kind, knobs
 
 EXIT_BAD_INPUT = 2
 EXIT_MISSING_CHECKPOINT = 3
 
 
-def _option_type(annotation: Any):
-    """argparse `type` and `choices` for a Settings annotation (Optional[...] accepts 'none')."""
-    args = typing.get_args(annotation)
-    optional = type(None) in args
-    inner = next((a for a in args if a is not type(None)), annotation) if optional else annotation
-    choices = list(typing.get_args(inner)) if typing.get_origin(inner) is typing.Literal else None
-    base = str if choices else inner
+def _option(name: str) -> dict[str, Any]:
+    """argparse keywords for one setting: converter, choices, help, from its knob ('none' for None)."""
+    k, value_kind, optional = knobs()[name], kind(name), is_optional(name)
 
-    def convert(text: str):
+    def convert(text: str) -> Any:
         if optional and text.lower() == "none":
             return None
-        return base(text)
+        return value_kind(text)
 
-    convert.__name__ = getattr(base, "__name__", "value")
-    return convert, choices
+    convert.__name__ = value_kind.__name__
+    default = next(f.default for f in fields(Settings) if f.name == name)
+    none = f"; 'none': {k.none}" if k.none else ""
+    if value_kind is bool:
+        return dict(action=argparse.BooleanOptionalAction, default=default, help=f"{k.help} (default: {default})")
+    # Choices are shown, not enforced here: Settings refuses a bad value with its own message.
+    metavar = "{" + ",".join(map(str, k.choices)) + "}" if k.choices else None
+    return dict(type=convert, metavar=metavar, default=default, help=f"{k.help} (default: {default}{none})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,64 +48,34 @@ def build_parser() -> argparse.ArgumentParser:
                    "$DIFFUERASER_WEIGHTS, ./weights, then the Hugging Face cache/download")
     p.add_argument("--offline", action="store_true", help="never download; use local or cached checkpoints only")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    hints = typing.get_type_hints(Settings)
-    for f in fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f"{f.metadata['help']} (default: {f.default})"
-        if hints[f.name] is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
-        else:
-            convert, choices = _option_type(hints[f.name])
-            p.add_argument(flag, type=convert, choices=choices, default=f.default, help=help_)
+    for name in knobs():
+        p.add_argument("--" + name.replace("_", "-"), **_option(name))
     return p
-
-
-class _StageBars:
-    """One tqdm bar per stage of the engine's progress reports."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.stage, self.bar = enabled, None, None
-
-    def __call__(self, stage: str, fraction: float) -> None:
-        if not self.enabled:
-            return
-        from tqdm.auto import tqdm
-
-        name = stage.split(" ", 1)[0]
-        if name != self.stage:
-            self.close()
-            self.stage, self.bar = name, tqdm(total=1000, desc=name, unit="‰", leave=True, file=sys.stderr)
-        self.bar.set_postfix_str(stage[len(name):].strip())
-        self.bar.n = int(round(fraction * 1000))
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    bars = _StageBars(enabled=not args.quiet)
     try:
-        from .engine import Eraser
+        with TqdmProgress(enabled=not args.quiet) as bars:
+            from .engine import Eraser
 
-        settings = Settings.from_dict({f.name: getattr(args, f.name) for f in fields(Settings)})
-        eraser = Eraser.from_pretrained(settings, weights_dir=args.weights, local_files_only=args.offline)
-        result = eraser(args.video, args.mask, settings=settings, progress=bars)
-        result.save(args.output, audio_from=args.video)
-        if args.prior_output is not None and result.prior is not None:
-            result.save_prior(args.prior_output)
+            settings = Settings.from_dict({f.name: getattr(args, f.name) for f in fields(Settings)})
+            eraser = Eraser.from_pretrained(settings, weights_dir=args.weights, local_files_only=args.offline)
+            result = eraser(args.video, args.mask, settings=settings, progress=bars)
+            prior = args.prior_output if result.prior is not None else None
+            outputs = 1 if prior is None else 2
+            bars(Progress(SAVING, 0, outputs, str(args.output)))
+            result.save(args.output, audio_from=args.video)
+            if prior is not None:
+                bars(Progress(SAVING, 1, outputs, str(prior)))
+                result.save_prior(prior)
+            bars(Progress(SAVING, outputs, outputs))
     except InputError as e:
-        bars.close()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except CheckpointError as e:
-        bars.close()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_MISSING_CHECKPOINT
-    bars.close()
     if not args.quiet:
         print(f"wrote {args.output} ({len(result.frames)} frames, seed {result.seed})", file=sys.stderr)
     return 0

@@ -1,16 +1,17 @@
 """End to end: read → working size → masks → prior → diffusion → compose → result.
 
 `Eraser` holds the loaded models (built once, reused across calls); a call turns a video and a
-mask into an `EraseResult`. Nothing here knows where checkpoints live (`weights.py` does) or how
+mask into an `EraseResult`. Nothing here knows where checkpoints live (`weights/` does) or how
 a model computes (`models/`, `prior/`, `diffusion/`).
 """
 from __future__ import annotations
 
 import copy
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -19,13 +20,13 @@ from . import masks as mask_ops
 from . import media
 from .errors import InputError
 from .prior import Prior
+from .progress import MASKS, READING, SAVING, WRITING, Progress, ProgressFn, silent
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .diffusion.diffuser import Diffuser
     from .prior.propainter import ProPainterPrior
 
-Progress = Optional[Callable[[str, float], None]]
 VideoInput = Union[str, Path, "media.Video"]
 MaskInput = Union[str, Path, np.ndarray]
 
@@ -33,7 +34,7 @@ SEED_RANGE = 2**31
 
 
 def required_parts(settings: Settings) -> list[str]:
-    """Checkpoint parts (names of `weights.py`) that running with these settings needs."""
+    """Checkpoint parts (names of `weights.PARTS`) that running with these settings needs."""
     parts = ["propainter"] if settings.prior == "propainter" else []
     if settings.diffusion:
         parts += ["denoiser", "text", "vae", "pcm"]
@@ -48,6 +49,10 @@ def resolve_device(settings: Settings) -> tuple[torch.device, torch.dtype]:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {settings.device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise InputError(f"device {settings.device!r} was asked for but this machine has {count} GPU"
+                         f"{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1}); use one of those or 'auto'")
     if settings.dtype == "auto":
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     else:
@@ -84,18 +89,12 @@ class EraseResult:
         return media.write_video(path, self.prior, self.fps)
 
 
-class _Stages:
-    """Turns each stage's fraction into the caller's (stage, fraction) reports."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-
-    def __call__(self, stage: str, fraction: float = 0.0) -> None:
-        if self.progress is not None:
-            self.progress(stage, min(max(float(fraction), 0.0), 1.0))
-
-    def of(self, stage: str) -> Callable[[float], None]:
-        return lambda fraction: self(stage, fraction)
+@contextmanager
+def _stage(progress: ProgressFn, stage: str) -> Iterator[None]:
+    """Reports a one-unit stage of the engine's own (reading, masks, writing) as it starts and ends."""
+    progress(Progress(stage, 0, 1))
+    yield
+    progress(Progress(stage, 1, 1))
 
 
 class Eraser:
@@ -131,33 +130,26 @@ class Eraser:
     # ---- loading ------------------------------------------------------------------------
 
     def load(self, settings: Settings) -> None:
-        """Load what `settings` needs and is not loaded yet (one CheckpointError names all that is missing)."""
-        from .weights import resolve
+        """Load what `settings` needs and is not loaded yet (one CheckpointError names all that is missing).
 
-        needed = [p for p in required_parts(settings) if not self._has(p, settings)]
+        The diffuser follows each call's step count itself, swapping its PCM LoRA in place.
+        """
+        from .weights import load_diffuser, load_propainter, resolve
+
+        needed = [p for p in required_parts(settings) if not self._has(p)]
         if not needed:
             return
         device, dtype = resolve_device(settings)
         paths = resolve(needed, self.weights_dir, self.local_files_only, steps=settings.steps)
         if "propainter" in needed:
-            from .prior.propainter import ProPainterPrior
-
-            self.propainter = ProPainterPrior.from_checkpoints(
-                paths.raft, paths.flow_completion, paths.propainter, device=device, dtype=dtype
-            )
+            self.propainter = load_propainter(paths, device, dtype)
         if "denoiser" in needed:
-            from .diffusion.diffuser import Diffuser
+            self.diffuser = load_diffuser(paths, device, dtype, self.weights_dir, self.local_files_only)
 
-            self.diffuser = Diffuser.from_paths(paths, device, dtype)
-        elif "pcm" in needed:
-            self.diffuser.use_lora(paths.pcm_lora, settings.steps)
-
-    def _has(self, part: str, settings: Settings) -> bool:
+    def _has(self, part: str) -> bool:
         if part == "propainter":
             return self.propainter is not None
-        if part == "pcm":
-            return self.diffuser is not None and self.diffuser.lora_steps == settings.steps
-        return self.diffuser is not None
+        return self.diffuser is not None  # denoiser, text, vae, and pcm: the diffuser swaps LoRAs itself
 
     def make_prior(self, settings: Settings) -> Prior:
         """The prior the settings ask for, configured by them."""
@@ -178,42 +170,41 @@ class Eraser:
         video: VideoInput,
         mask: MaskInput,
         settings: Optional[Settings] = None,
-        progress: Progress = None,
+        progress: Optional[ProgressFn] = None,
     ) -> EraseResult:
-        """Remove the masked region of `video`; `mask` is a mask video, one image or an array."""
+        """Remove the masked region of `video`; `mask` is a mask video, one image or an array.
+
+        `progress` gets every stage's reports in data-flow order: reading, masks, prior,
+        diffusion, decoding, writing (see `progress.py`); None: no reports.
+        """
+        progress = silent if progress is None else progress
         s = settings or self.settings
         self.load(s)
-        report = _Stages(progress)
         seed = s.seed if s.seed is not None else secrets.randbelow(SEED_RANGE)
 
-        report("reading", 0.0)
-        clip = video if isinstance(video, media.Video) else media.read_video(video, max_seconds=s.max_seconds)
-        holes_full = media.read_masks(mask, clip)
-        report("reading", 1.0)
+        with _stage(progress, READING):
+            clip = video if isinstance(video, media.Video) else media.read_video(video, max_seconds=s.max_seconds)
+            holes_full = media.read_masks(mask, clip)
 
-        report("masks", 0.0)
-        size = mask_ops.working_size(*clip.frames.shape[1:3], max_size=s.max_size)
-        frames = mask_ops.resize_frames(clip.frames, size)
-        holes = mask_ops.resize_masks(holes_full, size)
-        dilated = mask_ops.dilate_masks(holes, s.mask_dilation)
-        report("masks", 1.0)
+        with _stage(progress, MASKS):
+            size = mask_ops.working_size(*clip.frames.shape[1:3], max_size=s.max_size)
+            frames = mask_ops.resize_frames(clip.frames, size)
+            holes = mask_ops.resize_masks(holes_full, size)
+            dilated = mask_ops.dilate_masks(holes, s.mask_dilation)
 
         prior = None
         if s.prior != "none":
-            report("prior", 0.0)
-            prior = self.make_prior(s)(frames, holes, progress=report.of("prior"))
+            prior = self.make_prior(s)(frames, holes, progress=progress)
         if s.diffusion:
-            report("diffusion", 0.0)
-            generated = self.diffuser(frames, dilated, prior, s, seed, progress=report)
+            generated = self.diffuser(frames, dilated, prior, s, seed, progress=progress)
         else:
             generated = prior
 
-        report("writing", 0.0)
-        used = mask_ops.resize_masks(dilated, clip.frames.shape[1:3])
-        blend = mask_ops.blend_masks(used) if s.blended else used.astype(np.uint8) * mask_ops.MASK_ON
-        out = self._paste(clip.frames, generated, blend)
-        prior_full = None if prior is None else self._paste(clip.frames, prior, blend)
-        report("writing", 1.0)
+        with _stage(progress, WRITING):
+            used = mask_ops.resize_masks(dilated, clip.frames.shape[1:3])
+            blend = mask_ops.blend_masks(used) if s.blended else used.astype(np.uint8) * mask_ops.MASK_ON
+            out = self._paste(clip.frames, generated, blend)
+            prior_full = None if prior is None else self._paste(clip.frames, prior, blend)
         return EraseResult(frames=out, prior=prior_full, masks=used, fps=clip.fps, seed=seed, source=clip.source)
 
     @staticmethod
@@ -229,11 +220,13 @@ def erase(
     mask: MaskInput,
     output: Union[str, Path],
     settings: Optional[Settings] = None,
-    progress: Progress = None,
+    progress: Optional[ProgressFn] = None,
     weights_dir: Optional[Union[str, Path]] = None,
 ) -> EraseResult:
-    """One call: load what the settings need, erase, write `output` (audio kept)."""
+    """One call: load what the settings need, erase, write `output` (audio kept, reported as "saving")."""
+    progress = silent if progress is None else progress
     eraser = Eraser.from_pretrained(settings, weights_dir=weights_dir)
     result = eraser(video, mask, progress=progress)
-    result.save(output, audio_from=video)
+    with _stage(progress, SAVING):
+        result.save(output, audio_from=video)
     return result

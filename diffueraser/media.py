@@ -117,6 +117,53 @@ def read_video(path: PathLike, max_seconds: Optional[float] = None, max_frames: 
     return Video(frames=frames, fps=probe.fps, source=path, has_audio=probe.has_audio)
 
 
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file says about itself, without decoding it: for limits, sliders and estimates."""
+
+    fps: float
+    width: int
+    height: int
+    duration: Optional[float]
+    """Seconds, as the container states them (None if it states none)."""
+    has_audio: bool
+
+    @property
+    def frames(self) -> int:
+        """Frames expected from the stated duration (at least 1)."""
+        return max(1, round((self.duration or 0.0) * self.fps))
+
+
+def probe(path: PathLike) -> VideoInfo:
+    """Frame rate, displayed size, duration and audio of a video file (InputError if it is not one)."""
+    path = _existing_file(path, "video")
+    found = _probe(path)
+    if found.is_image:
+        raise InputError(f"{path.name} is an image, not a video: give a video file (mp4, mov, webm, mkv, avi)")
+    return VideoInfo(found.fps, found.width, found.height, found.duration, found.has_audio)
+
+
+def read_frame(path: PathLike, index: int, max_side: Optional[int] = None) -> Optional[np.ndarray]:
+    """Frame `index` of a video as uint8 RGB [H, W, 3] (scaled down to `max_side`), None past the end.
+
+    Decodes from the start up to the frame (exact on any frame rate, variable ones included).
+    """
+    path = _existing_file(path, "video")
+    filters = [f"select=eq(n\\,{max(0, int(index))})"]
+    if max_side:
+        filters.append(f"scale=w='min({max_side},iw)':h='min({max_side},ih)':force_original_aspect_ratio=decrease")
+    cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", _input_arg(path), "-map", "0:V:0",
+           "-an", "-sn", "-dn", "-vf", ",".join(filters), "-fps_mode", "passthrough", "-frames:v", "1",
+           "-sws_flags", ACCURATE_SWSCALE, "-f", "image2pipe", "-vcodec", "png", "pipe:1"]
+    data = subprocess.run(cmd, capture_output=True).stdout
+    if not data:
+        return None
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def _existing_file(path: PathLike, what: str) -> Path:
     path = Path(path)
     if not path.exists():

@@ -138,9 +138,9 @@ def test_pre_inference_denoises_sampled_frames_and_writes_them_back_as_known(mod
     others = [i for i in range(frames) if i not in index]
     assert torch.equal(prior[others], prior0[others]) and torch.equal(cond[others], cond0[others])
 
-    messages = []
-    pipe(masked, holes, prior_frames, prompt, steps=2, progress=lambda f, m: messages.append(m))
-    assert any(m.startswith("pre-inference") for m in messages)
+    reports = []
+    pipe(masked, holes, prior_frames, prompt, steps=2, progress=reports.append)
+    assert any(r.detail.startswith("pre-inference") for r in reports)
     assert pipe.pre_inference(prior[:44], cond[:44], noise, prompt, steps=2) is None
 
 
@@ -164,26 +164,37 @@ def test_inconsistent_inputs_are_refused(models):
         pipe(masked[:, :30], holes[:, :30], prior[:, :30], prompt)
 
 
-def _progress_calls(pipe, frames, **options):
+def _progress_details(pipe, frames, **options):
+    """Runs the pipeline and checks its reports count frames from 0 up to exactly the total."""
     masked, holes, prior, prompt = _video(frames, 32, 32)
-    calls = []
-    pipe(masked, holes, prior, prompt, steps=2, progress=lambda f, m: calls.append((f, m)), **options)
-    fractions = [f for f, _ in calls]
-    assert fractions == sorted(fractions) and 0 < fractions[0], fractions
-    assert fractions[-1] == 1.0 and fractions.count(1.0) == 1, "1.0 must be reached exactly at the end"
-    return [m for _, m in calls]
+    reports = []
+    pipe(masked, holes, prior, prompt, steps=2, progress=reports.append, **options)
+    total = reports[0].total
+    assert {r.stage for r in reports} == {"diffusion"} and {r.total for r in reports} == {total}
+    done = [r.done for r in reports]
+    assert done[0] == 0 and done[-1] == total and all(a < b for a, b in zip(done, done[1:])), done
+    return [r.detail for r in reports[1:]]
 
 
-def test_progress_goes_to_one_and_names_the_clips(models):
-    messages = _progress_calls(DiffuEraserPipeline(*models, StandInVAE()), 45, pre_inference=False)
-    assert "step 1/2: clip 1 of 3" in messages and messages[-1] == "step 2/2: clip 3 of 3"
+def test_progress_reports_every_vae_batch_and_window_and_names_the_clips(models):
+    details = _progress_details(DiffuEraserPipeline(*models, StandInVAE()), 45, pre_inference=False)
+    assert "step 1/2, clip 1 of 3" in details and details[-1] == "step 2/2, clip 3 of 3"
+    assert details[0] == "encoding frames 4 of 45" and len(details) == 2 * 12 + 3 + 3
 
 
 def test_progress_counts_pre_inference_and_ddim_inversion(models):
     pipe = DiffuEraserPipeline(*models, StandInVAE(), clip_length=8, overlap=2, inversion_steps=2)
-    messages = _progress_calls(pipe, 20, injection="ddim", pre_inference=True)
-    assert "pre-inference step 2/2: clip 1 of 1" in messages
-    assert "inverting prior: clip 4 of 4" in messages and messages[-1] == "step 2/2: clip 4 of 4"
+    details = _progress_details(pipe, 20, injection="ddim", pre_inference=True)
+    assert "pre-inference step 2/2, clip 1 of 1" in details
+    assert "inverting prior, clip 4 of 4" in details and details[-1] == "step 2/2, clip 4 of 4"
+
+
+def test_decoding_counts_frames_one_vae_batch_at_a_time(models):
+    pipe = DiffuEraserPipeline(*models, StandInVAE(), vae_batch_size=4)
+    reports = []
+    pipe.decode(torch.zeros(10, 4, 4, 4), progress=reports.append)
+    assert [(r.stage, r.done, r.total) for r in reports] == [("decoding", done, 10) for done in (0, 4, 8, 10)]
+    assert reports[-1].detail == "frames 10 of 10"
 
 
 def test_seed_fixes_every_random_draw_including_the_vae_posterior(models):

@@ -8,7 +8,7 @@ import torch
 from pseudo_weights import fill_module, pseudo_state_dict
 from reference import assert_close_rel, load_json, load_npz
 
-from diffueraser.prior.propainter.checkpoint import load_flow_completion
+from diffueraser.weights import load_flow_completion
 from diffueraser.errors import CheckpointError
 from diffueraser.prior.propainter.flow_completion import (
     RecurrentFlowCompleteNet,

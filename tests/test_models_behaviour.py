@@ -174,12 +174,14 @@ def test_feed_forward_chunking_changes_no_value_and_is_idempotent():
     chunk_feed_forward(unet, 7)  # a second call must not wrap the wrapper
     sliced = _denoise(brushnet, unet, x)
     assert max(seen) == 7 and min(seen) < 7, "the feed-forwards must see at most 7 tokens at a time"
-    assert_close_rel(sliced, whole, 1e-6, "chunked feed-forward")
+    # A GEMM over 7 rows may block its sums differently from one over all rows: float32 rounding
+    # (measured 1.0e-6 relative on one CPU, 0.0 on another), nothing more.
+    assert_close_rel(sliced, whole, 1e-5, "chunked feed-forward")
     # a copy slices its own weights: changing the copy's feed-forwards must change only its output
     twin = copy.deepcopy(unet)
     for ff in (m for m in twin.modules() if isinstance(m, FeedForward)):
         ff.net[-1].weight.data.mul_(2)
-    assert_close_rel(_denoise(brushnet, unet, x), whole, 1e-6, "original after copying")
+    assert_close_rel(_denoise(brushnet, unet, x), whole, 1e-5, "original after copying")
     assert not torch.allclose(_denoise(brushnet, twin, x), whole)
     with pytest.raises(ValueError, match="at least 1"):
         chunk_feed_forward(unet, 0)

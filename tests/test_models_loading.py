@@ -1,4 +1,7 @@
-"""Checkpoint compatibility: released key lists at full size, released folder layout, clear errors on bad files."""
+"""Checkpoint compatibility: released key lists at full size, released folder layout, clear errors on bad files.
+
+Folders are read by the weights package's strict loader (`load_strict`); the models only describe themselves.
+"""
 from __future__ import annotations
 
 import json
@@ -10,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from diffueraser.errors import CheckpointError
 from diffueraser.models import BrushNetModel, UNetMotionModel
+from diffueraser.weights import load_strict
 from reference import load_json
 from tiny import brushnet_config, build_brushnet, build_unet_main, unet_main_config
 
@@ -47,8 +51,8 @@ def test_released_folder_loads_every_tensor_exactly(tmp_path, name, safe):
     cls, build, _ = MODELS[name]
     folder = _released_folder(tmp_path, name, safe)
     assert (folder / (SAFETENSORS if safe else BIN)).exists()
-    model, info = cls.from_pretrained(folder, output_loading_info=True)
-    assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"])
+    model = load_strict(cls, folder)
+    assert type(model) is cls
     expected = build().state_dict()
     loaded = model.state_dict()
     assert list(loaded) == list(expected)
@@ -67,7 +71,7 @@ def test_missing_tensor_is_refused_by_name(tmp_path, name):
     key = "time_embedding.linear_2.weight"
     _edit_weights(folder, lambda t: t.pop(key))
     with pytest.raises(CheckpointError, match=rf"missing tensors: {key}"):
-        MODELS[name][0].from_pretrained(folder)
+        load_strict(MODELS[name][0], folder)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -76,7 +80,7 @@ def test_misshaped_tensor_is_refused_by_name(tmp_path, name):
     key = "up_blocks.1.resnets.0.conv1.weight"
     _edit_weights(folder, lambda t: t.__setitem__(key, t[key][:, :-1].contiguous()))
     with pytest.raises(CheckpointError, match=key):
-        MODELS[name][0].from_pretrained(folder)
+        load_strict(MODELS[name][0], folder)
 
 
 def test_every_bad_tensor_is_named_at_once(tmp_path):
@@ -90,7 +94,7 @@ def test_every_bad_tensor_is_named_at_once(tmp_path):
 
     _edit_weights(folder, edit)
     with pytest.raises(CheckpointError) as caught:
-        BrushNetModel.from_pretrained(folder)
+        load_strict(BrushNetModel, folder)
     message = str(caught.value)
     assert f"missing tensors: {missing}" in message
     assert f"wrong shapes: {misshaped} (file (1, 1, 1, 1), model (64, 64, 1, 1))" in message
@@ -100,14 +104,14 @@ def test_unexpected_tensor_is_refused_by_name(tmp_path):
     folder = _released_folder(tmp_path, "unet_main")
     _edit_weights(folder, lambda t: t.__setitem__("controlnet_cond_embedding.conv_in.weight", torch.zeros(1)))
     with pytest.raises(CheckpointError, match=r"unexpected tensors: controlnet_cond_embedding\.conv_in\.weight"):
-        UNetMotionModel.from_pretrained(folder)
+        load_strict(UNetMotionModel, folder)
 
 
 def test_folder_without_weights_is_a_checkpoint_error(tmp_path):
     folder = _released_folder(tmp_path, "brushnet")
     (folder / SAFETENSORS).unlink()
     with pytest.raises(CheckpointError, match=str(folder)):
-        BrushNetModel.from_pretrained(folder)
+        load_strict(BrushNetModel, folder)
 
 
 def test_config_switch_the_released_model_lacks_is_refused():

@@ -154,12 +154,15 @@ def test_all_hole_frames_do_not_crash():
     assert everything.shape == frames.shape and everything.dtype == np.uint8
 
 
-def test_progress_is_monotone_and_reaches_one():
+def test_progress_is_monotone_and_reaches_the_total():
     frames, masks = two_shots()
     seen = []
     PropagationPrior()(frames, masks, progress=seen.append)
-    assert seen[0] == 0.0 and seen[-1] == 1.0
-    assert all(0.0 <= a <= b <= 1.0 for a, b in zip(seen, seen[1:]))
+    assert {p.stage for p in seen} == {"prior"} and len({p.total for p in seen}) == 1
+    done = [p.done for p in seen]
+    assert done[0] == 0 and done[-1] == seen[-1].total
+    assert all(0 <= a <= b for a, b in zip(done, done[1:]))
+    assert seen[-1].detail == "shot 2 of 2"
 
 
 def test_bad_inputs_are_refused_with_a_clear_message():

@@ -19,6 +19,7 @@ from diffueraser.prior.propainter.runner import (
     reference_indices,
     short_clip_length,
 )
+from diffueraser.weights import CheckpointPaths, load_propainter
 from pseudo_weights import fill_module
 from reference import assert_close_rel, load_json, load_npz
 
@@ -124,16 +125,18 @@ def test_real_footage_keeps_pixels_outside_the_mask_and_small_sizes_work(nets, c
     flows = {}
     method = prior.completed_flows
     prior.completed_flows = lambda *a, **k: flows.setdefault("c", method(*a, **k))
-    fractions = []
+    reports = []
 
-    out = prior(frames, masks, fractions.append)
+    out = prior(frames, masks, reports.append)
 
     assert out.shape == frames.shape and out.dtype == np.uint8
     assert all(torch.isfinite(f).all() for f in flows["c"])
     reach = cv2.dilate(masks.astype(np.uint8).transpose(1, 2, 0), np.ones((35, 35), np.uint8)).transpose(2, 0, 1) > 0
     np.testing.assert_array_equal(out[~reach], frames[~reach])
     assert (out[masks] != frames[masks]).any()
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    done = [r.done for r in reports]
+    assert {r.stage for r in reports} == {"prior"} and {r.total for r in reports} == {1000}
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 1000
 
 
 def test_single_frame_video_is_filled(nets):
@@ -194,26 +197,29 @@ def checkpoint_dir(tmp_path_factory, nets):
     return d
 
 
-def test_from_checkpoints_loads_the_released_files(checkpoint_dir, nets):
+def test_released_files_load_into_the_prior(checkpoint_dir, nets):
     d = checkpoint_dir
-    prior = ProPainterPrior.from_checkpoints(d / "raft-things.pth", d / "recurrent_flow_completion.pth",
-                                             d / "ProPainter.pth", device="cpu", dtype=torch.float32, raft_iters=3)
+    paths = CheckpointPaths(raft=d / "raft-things.pth", flow_completion=d / "recurrent_flow_completion.pth",
+                            propainter=d / "ProPainter.pth")
+    prior = load_propainter(paths, "cpu", torch.float32, raft_iters=3)
+    assert isinstance(prior, ProPainterPrior)
     assert prior.raft_iters == 3
     for mine, ref in zip((prior.raft, prior.flow_completion, prior.generator), nets):
         for (k, a), b in zip(mine.state_dict().items(), ref.state_dict().values()):
             assert torch.equal(a, b), k
 
 
-def test_from_checkpoints_names_the_file_and_the_bad_keys(checkpoint_dir, tmp_path):
+def test_loading_names_the_file_and_the_bad_keys(checkpoint_dir, tmp_path):
     d = checkpoint_dir
     state = torch.load(d / "ProPainter.pth", weights_only=True)
     state["decoder.6.extra"] = state.pop("decoder.6.bias")
     bad = tmp_path / "ProPainter.pth"
     torch.save(state, bad)
     with pytest.raises(CheckpointError, match=r"ProPainter\.pth.*missing \(decoder\.6\.bias\).*unexpected \(decoder\.6\.extra\)"):
-        ProPainterPrior.from_checkpoints(d / "raft-things.pth", d / "recurrent_flow_completion.pth", bad)
+        load_propainter(CheckpointPaths(raft=d / "raft-things.pth", flow_completion=d / "recurrent_flow_completion.pth",
+                                        propainter=bad))
     with pytest.raises(CheckpointError, match="recurrent_flow_completion.pth not found"):
-        ProPainterPrior.from_checkpoints(d / "raft-things.pth", tmp_path / "nope.pth", bad)
+        load_propainter(CheckpointPaths(raft=d / "raft-things.pth", flow_completion=tmp_path / "nope.pth", propainter=bad))
 
 
 def test_bad_inputs_are_refused_with_a_message(nets):

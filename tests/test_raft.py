@@ -9,7 +9,7 @@ import torch
 from pseudo_weights import fill_module, pseudo_state_dict
 from reference import assert_close_rel, load_json, load_npz
 
-from diffueraser.prior.propainter.checkpoint import load_raft
+from diffueraser.weights import load_raft
 from diffueraser.errors import CheckpointError
 from diffueraser.prior.propainter.raft import (
     RAFT,

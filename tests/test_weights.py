@@ -1,10 +1,10 @@
-"""Checkpoint resolution and loading (diffueraser/weights.py) on tiny checkpoints in the released formats."""
+"""Checkpoint resolution, fetching and loading (diffueraser/weights/) on tiny checkpoints in the released formats."""
 from __future__ import annotations
 
-import http.server
+import ast
 import json
 import shutil
-import threading
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import torch
 
 import tiny_checkpoints
 from diffueraser import weights
-from diffueraser.errors import CheckpointError, InputError
+from diffueraser.errors import CheckpointError, DeviceError, InputError
 from pseudo_weights import pseudo_tensor
 from reference import load_json
 from tiny_checkpoints import hub_snapshot, write_tiny_weights
@@ -38,13 +38,12 @@ def isolated(tmp_path, monkeypatch):
 def no_network(monkeypatch):
     """Fail the test if anything tries to download."""
     import huggingface_hub
-    import urllib.request
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"tried to download: {args}")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
 
 
 def _under(path: Path, root: Path) -> bool:
@@ -146,6 +145,9 @@ def test_offline_with_nothing_cached_names_every_missing_part_in_one_message(no_
         assert expected in message, expected
     assert message.count("\n  - ") == 10  # one line per checkpoint
     assert "Traceback" not in message
+    # The same lines as data, for the app; nothing was tried, so no download error.
+    assert len(info.value.missing) == 10 and all(f"  - {line}" in message for line in info.value.missing)
+    assert info.value.download_error is None and info.value.exit_code == 3
 
 
 def test_local_files_only_argument_prevents_downloads_even_when_online(monkeypatch, no_network):
@@ -298,64 +300,80 @@ def test_hub_unreachable_gives_the_message(isolated, monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
-    with pytest.raises(CheckpointError, match=r"VAE sd-vae-ft-mse \(vae\): not found \(cannot reach the Hugging Face Hub\)"):
+    with pytest.raises(CheckpointError, match=r"VAE sd-vae-ft-mse \(vae\): not found \(cannot reach the Hugging Face Hub\)") as info:
         weights.resolve(["vae"])
+    assert info.value.download_error == "cannot reach the Hugging Face Hub"
+    assert [line.split(" (")[0] for line in info.value.missing] == ["VAE sd-vae-ft-mse"]
 
 
-class _RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves one file with Range support; optionally cuts the first response short."""
-
-    data = b""
-    cut_first_at = None
-    requests: list = []
-
-    def do_GET(self):
-        start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
-        type(self).requests.append(start)
-        body = self.data[start:]
-        self.send_response(206 if start else 200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.cut_first_at is not None and len(self.requests) == 1:
-            body = body[: self.cut_first_at]
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+def _published_propainter(name: str) -> bytes:
+    return (tiny_checkpoints._built("propainter") / "propainter" / name).read_bytes()
 
 
-def test_propainter_download_resumes_and_renames_only_when_complete(isolated, monkeypatch):
-    data = (tiny_checkpoints._built("propainter") / "propainter/recurrent_flow_completion.pth").read_bytes()
-    _RangeHandler.data, _RangeHandler.cut_first_at, _RangeHandler.requests = data, len(data) // 3, []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/recurrent_flow_completion.pth"
-        dest = weights.propainter_cache_dir() / "recurrent_flow_completion.pth"
-        with pytest.raises(OSError, match="incomplete download"):
-            weights.download_file(url, dest)
-        assert not dest.exists() and dest.with_name(dest.name + ".incomplete").stat().st_size == len(data) // 3
-        weights.download_file(url, dest)
-        assert _RangeHandler.requests == [0, len(data) // 3]
-        assert dest.read_bytes() == data and not dest.with_name(dest.name + ".incomplete").exists()
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_propainter_download_goes_through_torch_hub_and_appears_only_when_complete(isolated, monkeypatch):
+    """Online: each release file is fetched by torch.hub into a temporary file, then renamed into the cache."""
+    cache = weights.propainter_cache_dir()
+    fetched = []
+
+    def fake_download(url, dst, *args, **kwargs):
+        name = url.rsplit("/", 1)[1]
+        final = cache / name
+        assert Path(dst) != final and Path(dst).parent == cache
+        assert not final.exists()  # nothing at the final name while the download runs
+        fetched.append(url)
+        Path(dst).write_bytes(_published_propainter(name))
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    paths = weights.propainter_paths()
+    assert fetched == [f"https://github.com/sczhou/ProPainter/releases/download/v0.1.0/{n}"
+                       for n in ("raft-things.pth", "recurrent_flow_completion.pth", "ProPainter.pth")]
+    assert list(paths) == [cache / "raft-things.pth", cache / "recurrent_flow_completion.pth", cache / "ProPainter.pth"]
+    assert all(p.read_bytes() == _published_propainter(p.name) for p in paths)
+    assert sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock")) == sorted(p.name for p in paths)
+    fetched.clear()
+    weights.propainter_paths()  # cached now: nothing fetched again
+    assert fetched == []
+
+
+def test_interrupted_or_truncated_propainter_download_leaves_nothing_behind(isolated, monkeypatch):
+    cache = weights.propainter_cache_dir()
+
+    def interrupted(url, dst, *args, **kwargs):
+        Path(dst).write_bytes(b"PK partial")
+        raise urllib.error.URLError("connection reset")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", interrupted)
+    got = weights.fetch_url("https://example.invalid/ProPainter.pth", cache / "ProPainter.pth")
+    assert got.path is None and got.error == "download failed: URLError: <urlopen error connection reset>"
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+
+    def truncated(url, dst, *args, **kwargs):  # the server closed early without an error
+        data = _published_propainter("ProPainter.pth")
+        Path(dst).write_bytes(data[: len(data) // 2])
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", truncated)
+    with pytest.raises(CheckpointError) as info:
+        weights.resolve(["propainter"])
+    assert "download failed: the downloaded file is unusable" in str(info.value)
+    assert "ProPainter.pth is truncated or corrupt" in str(info.value)
+    assert info.value.download_error.startswith("download failed: the downloaded file is unusable")
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_propainter_download_failure_names_the_url(isolated, monkeypatch):
-    import urllib.error
-    import urllib.request
-
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no route to host")
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(CheckpointError) as info:
         weights.propainter_paths()
     assert info.value.args[0].count("download failed") == 3
     assert "releases/download/v0.1.0/ProPainter.pth" in str(info.value)
+    assert info.value.download_error == "download failed: URLError: <urlopen error no route to host>"
+    assert len(info.value.missing) == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,7 +429,8 @@ def test_propainter_files_have_the_released_keys_and_load_strictly_into_the_prio
     computed = InpaintGenerator().state_dict()
     for name in load_json("keys/propainter_inpaint_generator.json")["non_float32_dtypes"]:
         assert torch.equal(states[2][name], computed[name]), name
-    ProPainterPrior.from_checkpoints(*paths)  # strict loading of all three files
+    prior = weights.load_propainter(weights.resolve(["propainter"]))  # strict loading of all three files
+    assert isinstance(prior, ProPainterPrior)
 
 
 def test_corrupt_checkpoint_that_passes_the_cheap_checks_fails_loading_with_its_path(isolated):
@@ -436,6 +455,25 @@ def test_denoiser_loads_the_released_folders_with_every_tensor(isolated):
     assert half.brushnet.dtype == half.unet_main.dtype == torch.float16
 
 
+@pytest.mark.parametrize("layout", ["safetensors", "bin", "sharded"])
+def test_tensor_source_reads_the_named_tensors_of_every_weights_layout(isolated, layout):
+    import tiny
+
+    unet = tiny.build_unet_main()
+    folder = isolated / "unet_main"
+    if layout == "sharded":
+        unet.save_pretrained(folder, safe_serialization=True, max_shard_size="200KB")
+        assert (folder / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    else:
+        unet.save_pretrained(folder, safe_serialization=layout == "safetensors")
+    expected = unet.state_dict()
+    names = [k for k in expected if k.endswith("proj_in.weight") or k.startswith("conv_out")]
+    read = dict(weights.tensor_source(folder, "unet_main")(names))
+    assert sorted(read) == sorted(names) and all(torch.equal(read[k], expected[k]) for k in names)
+    with pytest.raises(CheckpointError, match=r"cannot read the unet_main weights from .*unet_main: .*no.such.weight"):
+        list(weights.tensor_source(folder, "unet_main")(["no.such.weight"]))
+
+
 def test_tiny_pcm_lora_files_are_accepted_by_the_pcm_loader(isolated):
     import tiny
     from diffueraser.diffusion.scheduler import load_pcm_lora
@@ -446,6 +484,88 @@ def test_tiny_pcm_lora_files_are_accepted_by_the_pcm_loader(isolated):
     before = {k: v.clone() for k, v in unet.state_dict().items()}
     path = weights.pcm_lora_path(8)
     layers = sum(k.endswith("lora_down.weight") for k in load_file(path))
-    assert load_pcm_lora(unet, path) == layers > 0
+    assert len(load_pcm_lora(unet, weights.read_pcm_lora(path))) == layers > 0
     changed = [k for k, v in unet.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) == layers and not any("motion_modules" in k for k in changed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Device failures are not checkpoint failures
+
+
+@pytest.fixture
+def device_fails(monkeypatch):
+    """Moving a module to "cuda" raises what the device raised (set `error`); CPU moves work as usual."""
+    original = torch.nn.Module.to
+    state = {"error": torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")}
+
+    def to(self, *args, **kwargs):
+        if any("cuda" in str(a) for a in (*args, *kwargs.values())):
+            raise state["error"]
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    return state
+
+
+def test_out_of_memory_while_moving_to_the_gpu_is_a_device_error_not_a_checkpoint_error(isolated, device_fails):
+    write_tiny_weights(Path("weights"), "released", ["vae", "denoiser", "propainter"])
+    with pytest.raises(DeviceError) as info:
+        weights.load_vae(weights.resolve(["vae"]), "cuda:0")
+    message = str(info.value)
+    assert message.startswith("Not enough GPU memory to load the VAE on cuda:0 (CUDA out of memory.")
+    assert "--device cpu" in message and "delete" not in message and info.value.exit_code == 4
+    assert not isinstance(info.value, CheckpointError)
+    with pytest.raises(DeviceError, match="Not enough GPU memory to load BrushNet on cuda:0"):
+        weights.load_denoiser(weights.resolve(["denoiser"]), "cuda:0")
+    with pytest.raises(DeviceError, match="Not enough GPU memory to load ProPainter on cuda:0"):
+        weights.load_propainter(weights.resolve(["propainter"]), "cuda:0")
+
+
+def test_driver_error_while_moving_to_the_gpu_is_a_device_error(isolated, device_fails):
+    write_tiny_weights(Path("weights"), "released", ["vae"])
+    device_fails["error"] = RuntimeError("CUDA error: no kernel image is available for execution on the device")
+    with pytest.raises(DeviceError, match=r"Cannot put the VAE on cuda \(RuntimeError: CUDA error: no kernel image"):
+        weights.load_vae(weights.resolve(["vae"]), "cuda")
+
+
+# ---------------------------------------------------------------------------------------------
+# Only the weights package reads checkpoints
+
+PACKAGE = Path(__file__).resolve().parents[1] / "diffueraser"
+FILE_READERS = {"open", "safe_open", "load_file", "read_text", "read_bytes", "from_pretrained", "load_config"}
+
+
+def _file_access(path: Path) -> list[str]:
+    """Imports of the weights package and calls that read files, in one module: 'line: what'."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = [a.name for a in node.names]
+            if (module.split(".")[-1] == "weights" or module.startswith("weights") or "weights" in names
+                    or module.startswith("diffueraser.weights")):
+                found.append(f"{node.lineno}: imports {'.' * node.level}{module} {names}")
+        elif isinstance(node, ast.Import):
+            found += [f"{node.lineno}: imports {a.name}" for a in node.names if a.name.startswith("diffueraser.weights")]
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+            if name in FILE_READERS or (name == "load" and owner in ("torch", "np", "numpy", "json", "pickle")):
+                found.append(f"{node.lineno}: calls {owner + '.' if owner else ''}{name}")
+    return found
+
+
+def test_models_diffusion_and_priors_never_read_files_or_import_the_weights_package():
+    modules = [p for folder in ("models", "diffusion", "prior") for p in sorted((PACKAGE / folder).rglob("*.py"))]
+    assert len(modules) > 10
+    offending = {str(p.relative_to(PACKAGE)): hits for p in modules if (hits := _file_access(p))}
+    assert offending == {}
+
+
+def test_the_file_access_scan_sees_what_it_forbids(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from ..weights import resolve\nimport torch\nx = torch.load('a')\n"
+                     "from safetensors import safe_open\nsafe_open('b', 'pt')\nopen('c')\nPath('d').read_text()\n")
+    assert [hit.split(": ")[1].split(" ")[0] for hit in _file_access(probe)] == ["imports", "calls", "calls", "calls", "calls"]

@@ -1,7 +1,7 @@
 """Writes complete tiny checkpoint trees in the released formats, so loading is tested without downloads.
 
-Layouts (written from the published descriptions, independently of diffueraser/weights.py, so the
-tests check that module against the formats rather than against itself):
+Layouts (written from the published descriptions, independently of diffueraser/weights/, so the
+tests check that package against the formats rather than against itself):
 - "released": the `weights/` folder of lixiaowen-xw/DiffuEraser (diffuEraser/{brushnet,unet_main},
   stable-diffusion-v1-5/{text_encoder,tokenizer,scheduler}, sd-vae-ft-mse, PCM_Weights/sd15,
   propainter/*.pth); `root` is that folder.

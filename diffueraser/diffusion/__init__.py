@@ -5,13 +5,12 @@ clip layout and ramp merge, `injection` the released prior injection and DDIM in
 `scheduler` the released TCD set-up and the PCM LoRA loader.
 """
 from .injection import ddim_invert, draw_clip_noise, inject_released, released_coefficients, tile_noise
-from .pipeline import DiffuEraserPipeline, Progress
+from .pipeline import DiffuEraserPipeline
 from .scheduler import TCD_CONFIG, load_pcm_lora, make_scheduler
 from .windows import RampBlender, WindowSchedule, clip_windows, pre_inference_indices
 
 __all__ = [
     "DiffuEraserPipeline",
-    "Progress",
     "TCD_CONFIG",
     "make_scheduler",
     "load_pcm_lora",

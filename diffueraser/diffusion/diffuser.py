@@ -1,17 +1,21 @@
 """The loaded diffusion half of the method: working-size frames and prior in, refined frames out.
 
 Holds the VAE, BrushNet and unet_main with the PCM LoRA of the chosen step count fused in, and
-the empty prompt's text embedding, computed once (the text encoder is then released).
+the empty prompt's text embedding, computed once (the text encoder is then released). A call with
+another step count swaps the LoRA in place: the layers the fused LoRA changed get their checkpoint
+values back (from a source that reads them from disk when asked), then the new LoRA is fused; a
+lock keeps a swap and the run that uses its weights together, so concurrent calls never mix.
 """
 from __future__ import annotations
 
-import os
-from typing import Callable, Optional
+import threading
+from typing import Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
 
 from ..masks import masked_frames
+from ..progress import ProgressFn, silent
 from ..settings import Settings
 from .pipeline import DiffuEraserPipeline
 from .scheduler import load_pcm_lora
@@ -22,6 +26,11 @@ VAE_BATCH_CUDA = 4
 """Frames per VAE call on a GPU (the released encoding batch)."""
 VAE_BATCH_CPU = 1
 """On a CPU batching frames gains no speed and multiplies the decoder's full-size activations."""
+
+LoraSource = Callable[[int], Mapping[str, torch.Tensor]]
+"""lora(steps) → the released PCM LoRA state dict for that step count."""
+BaseWeights = Callable[[Iterable[str]], Iterator[tuple[str, torch.Tensor]]]
+"""base(names) → unet_main's checkpoint tensors of those names, one at a time."""
 
 
 @torch.inference_mode()
@@ -34,41 +43,52 @@ def encode_prompt(tokenizer, text_encoder, prompt: str = PROMPT) -> torch.Tensor
 
 
 class Diffuser:
-    """BrushNet + unet_main + VAE ready to refine a prior; built from resolved checkpoint paths."""
+    """BrushNet + unet_main + VAE ready to refine a prior; `weights.load_diffuser` builds it from checkpoints.
 
-    def __init__(self, brushnet, unet, vae, prompt_embeds: torch.Tensor, lora_steps: Optional[int] = None,
-                 reload_unet: Optional[Callable[[], torch.nn.Module]] = None) -> None:
+    `lora` and `base_weights` let a call with another step count swap the PCM LoRA in place;
+    without them the LoRA fused at `lora_steps` is the only one it can run with.
+    """
+
+    def __init__(self, brushnet, unet, vae, prompt_embeds: torch.Tensor, lora_steps: Optional[int] = None, *,
+                 lora: Optional[LoraSource] = None, base_weights: Optional[BaseWeights] = None) -> None:
         self.brushnet, self.unet, self.vae = brushnet, unet, vae
         self.prompt_embeds = prompt_embeds
         self.lora_steps = lora_steps
-        self.reload_unet = reload_unet
+        self.lora, self.base_weights = lora, base_weights
+        self.lock = threading.Lock()
+        # Names of the unet_main tensors the fused LoRA changed: () none, None unknown (fused elsewhere).
+        self._fused: Optional[tuple[str, ...]] = () if lora_steps is None else None
 
-    @classmethod
-    def from_paths(cls, paths, device: torch.device, dtype: torch.dtype) -> "Diffuser":
-        """Load from `weights.resolve(["denoiser", "text", "vae", "pcm"], ...)` paths, LoRA fused."""
-        from ..weights import load_denoiser, load_text_encoder, load_vae
+    def use_lora(self, steps: int) -> None:
+        """Fuse the PCM LoRA for `steps` into unet_main, in place of the one fused now (waits for a running call)."""
+        with self.lock:
+            self._swap_lora(steps)
 
-        text = load_text_encoder(paths, device, dtype)
-        prompt_embeds = encode_prompt(text.tokenizer, text.model)
-        del text
-        nets = load_denoiser(paths, device, dtype)
-        diffuser = cls(
-            nets.brushnet, nets.unet_main, load_vae(paths, device, dtype), prompt_embeds,
-            reload_unet=lambda: load_denoiser(paths, device, dtype).unet_main,
-        )
-        diffuser.use_lora(paths.pcm_lora, paths.pcm_steps)
-        return diffuser
-
-    def use_lora(self, path: os.PathLike, steps: int) -> None:
-        """Fuse the PCM LoRA for `steps` into unet_main, reloading its base weights when another was fused."""
+    def _swap_lora(self, steps: int) -> None:
         if self.lora_steps == steps:
             return
-        if self.lora_steps is not None:
-            if self.reload_unet is None:
-                raise ValueError(f"unet_main carries the {self.lora_steps}-step LoRA and cannot be reloaded")
-            self.unet = self.reload_unet()
-        load_pcm_lora(self.unet, path)
+        if self.lora is None:
+            raise ValueError(f"this Diffuser has no LoRA source, so it cannot fuse the {steps}-step PCM LoRA "
+                             f"(it carries {self.lora_steps or 'no'}-step weights)")
+        if self._fused != ():
+            self._restore_base()
+        layers = load_pcm_lora(self.unet, self.lora(steps), name=f"the {steps}-step PCM LoRA")
+        self._fused = tuple(f"{layer}.weight" for layer in layers)
         self.lora_steps = steps
+
+    @torch.no_grad()
+    def _restore_base(self) -> None:
+        """Put back unet_main's checkpoint values where the fused LoRA changed it (all of it when unknown)."""
+        if self.base_weights is None:
+            raise ValueError("unet_main carries a fused PCM LoRA and no source of its base weights was given")
+        params = dict(self.unet.named_parameters())
+        names = self._fused if self._fused is not None else tuple(params)
+        self.lora_steps = None  # until the restore ends, unet_main carries neither LoRA; a retry restores again
+        for name, tensor in self.base_weights(names):
+            param = params[name]
+            # Cast on the host as a fresh load does, so the values are bit-identical to it.
+            param.copy_(tensor.to(dtype=param.dtype))
+        self._fused = ()
 
     def __call__(
         self,
@@ -77,10 +97,20 @@ class Diffuser:
         prior: Optional[np.ndarray],
         settings: Settings,
         seed: int,
-        progress: Optional[Callable[[str, float], None]] = None,
+        progress: ProgressFn = silent,
     ) -> np.ndarray:
-        """Refined uint8 frames [T, H, W, 3]; `holes` is the dilated mask, `prior` None for prior 'none'."""
-        report = progress or (lambda stage, fraction: None)
+        """Refined uint8 frames [T, H, W, 3] with the PCM LoRA of `settings.steps` (swapped in if needed);
+        `holes` is the dilated mask, `prior` None for prior 'none'. `progress` gets the "diffusion"
+        reports, then the "decoding" ones.
+
+        The swap and the run hold the lock: a concurrent call waits and never sees these weights change.
+        """
+        with self.lock:
+            self._swap_lora(settings.steps)
+            return self._refine(frames, holes, prior, settings, seed, progress)
+
+    def _refine(self, frames: np.ndarray, holes: np.ndarray, prior: Optional[np.ndarray], settings: Settings,
+                seed: int, progress: ProgressFn) -> np.ndarray:
         masked = masked_frames(frames, holes)
         pipe = DiffuEraserPipeline(
             self.brushnet, self.unet, self.vae, clip_length=settings.clip_length, overlap=settings.overlap,
@@ -92,8 +122,6 @@ class Diffuser:
             # mixed with their latents, as it would with a prior.
             masked if prior is None else prior,
             self.prompt_embeds, steps=settings.steps, seed=seed, injection=settings.prior_injection,
-            pre_inference=settings.pre_inference,
-            progress=lambda fraction, message: report(f"diffusion {message}".strip(), fraction),
+            pre_inference=settings.pre_inference, progress=progress,
         )
-        report("decoding", 0.0)
-        return pipe.decode(latents, progress=lambda fraction, message: report("decoding", fraction))
+        return pipe.decode(latents, progress=progress)

@@ -16,9 +16,10 @@ conditioning live on the models' device. Latents are kept in float32 whatever th
 Difference from the released code: the released pipeline draws the VAE posterior samples
 (`latent_dist.sample()`) from the global torch RNG and the block of noise from a device
 generator. Here every random draw comes from one CPU `torch.Generator` seeded by the caller, in
-the order noise block → prior latents → masked-frame latents, so a seed gives the same result on
-any device. Pre-inference reuses the masked-frame latents already encoded for the sampled frames
-(the released code encodes those frames a second time, with a fresh posterior sample).
+the order noise block → prior latents → masked-frame latents, always in float32, so a seed draws
+the same noise on any device and in any dtype. Pre-inference reuses the masked-frame latents
+already encoded for the sampled frames (the released code encodes those frames a second time,
+with a fresh posterior sample).
 """
 from __future__ import annotations
 
@@ -30,14 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from ..models.chunking import FEED_FORWARD_TOKENS, chunk_feed_forward
+from ..progress import DECODING, DIFFUSION, Progress, ProgressFn, silent
 from .injection import ddim_invert, draw_clip_noise, inject_released, tile_noise
 from .scheduler import ETA, make_scheduler
 from .windows import RampBlender, WindowSchedule, clip_windows, pre_inference_indices
 
-__all__ = ["DiffuEraserPipeline", "Progress"]
-
-Progress = Optional[Callable[[float, str], None]]
-"""`progress(fraction in [0, 1], message)`, e.g. `(0.4, "step 1/2: clip 2 of 3")`."""
+__all__ = ["DiffuEraserPipeline", "sample_posterior"]
 
 CLIP_LENGTH = 22
 """Released frames per window (`nframes`)."""
@@ -50,15 +49,34 @@ UINT8_MAX = 255.0
 
 
 class _Tracker:
-    """Counts units of work (window calls, VAE batches) and reports the fraction done."""
+    """Counts the frames one stage has put through a network (VAE batches, denoiser windows).
 
-    def __init__(self, progress: Progress, total: int) -> None:
-        self.progress, self.total, self.done = progress, max(total, 1), 0
+    Frames, not calls, so that a VAE batch of one frame does not weigh as much as a window of 22.
+    """
 
-    def advance(self, message: str) -> None:
-        self.done += 1
-        if self.progress is not None:
-            self.progress(min(self.done / self.total, 1.0), message)
+    def __init__(self, progress: ProgressFn, stage: str, total: int) -> None:
+        self.progress, self.stage, self.total, self.done = progress, stage, total, 0
+        progress(Progress(stage, 0, total))
+
+    def advance(self, frames: int, detail: str) -> None:
+        self.done += frames
+        self.progress(Progress(self.stage, min(self.done, self.total), self.total, detail))
+
+
+def sample_posterior(dist, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A float32 sample `mean + std · noise` of a VAE posterior (diffusers' DiagonalGaussianDistribution).
+
+    The noise is drawn in float32 on the generator's device (without one: on the posterior's
+    device), so the draw and the generator state after it do not depend on the VAE's dtype; in
+    float32 the values are those of `dist.sample(generator)`. A distribution without `mean` and
+    `std` is asked for its own sample.
+    """
+    mean, std = getattr(dist, "mean", None), getattr(dist, "std", None)
+    if not isinstance(mean, torch.Tensor) or not isinstance(std, torch.Tensor):
+        return dist.sample(generator=generator).float()
+    device = generator.device if generator is not None else mean.device
+    noise = torch.randn(mean.shape, generator=generator, device=device, dtype=torch.float32).to(mean.device)
+    return mean.float() + std.float() * noise
 
 
 def _device_and_dtype(module: torch.nn.Module, fallback: torch.device) -> tuple[torch.device, torch.dtype]:
@@ -121,20 +139,20 @@ class DiffuEraserPipeline:
         for part in self._batches(len(frames)):
             x = torch.from_numpy(np.ascontiguousarray(frames[part])).to(self.vae_device)
             x = (x.permute(0, 3, 1, 2).float() / UINT8_MAX * 2 - 1).to(self.vae_dtype)
-            z = self.vae.encode(x).latent_dist.sample(generator=generator)
-            out.append(z.to(self.device, torch.float32) * self.vae.config.scaling_factor)
+            z = sample_posterior(self.vae.encode(x).latent_dist, generator)
+            out.append(z.to(self.device) * self.vae.config.scaling_factor)
             if tracker is not None:
-                tracker.advance("encoding frames")
+                tracker.advance(part.stop - part.start, f"encoding frames {part.stop} of {len(frames)}")
         return torch.cat(out)
 
     @torch.inference_mode()
-    def decode(self, latents: torch.Tensor, output: str = "uint8", progress: Progress = None):
+    def decode(self, latents: torch.Tensor, output: str = "uint8", progress: ProgressFn = silent):
         """Frames from latents, on the host: uint8 numpy `[T, H, W, 3]`, or with `output="float"` the
         decoder's raw float32 torch `[T, 3, H, W]` (range about [-1, 1])."""
         if output not in ("uint8", "float"):
             raise ValueError(f"output must be 'uint8' or 'float', got {output!r}")
         parts = self._batches(len(latents))
-        tracker = _Tracker(progress, len(parts))
+        tracker = _Tracker(progress, DECODING, len(latents))
         out = []
         for part in parts:
             z = latents[part].to(self.vae_device) * (1 / self.vae.config.scaling_factor)
@@ -142,7 +160,7 @@ class DiffuEraserPipeline:
             if output == "uint8":
                 x = ((x / 2 + 0.5).clamp(0, 1) * UINT8_MAX).round().to(torch.uint8).permute(0, 2, 3, 1)
             out.append(x.cpu())
-            tracker.advance("decoding frames")
+            tracker.advance(part.stop - part.start, f"frames {part.stop} of {len(latents)}")
         video = torch.cat(out)
         return video.numpy() if output == "uint8" else video
 
@@ -225,7 +243,7 @@ class DiffuEraserPipeline:
             eps = self.denoise_window(window, cond[w.start:w.stop], prompt, t)
             blender.add(w, finish(window, eps))
             if tracker is not None:
-                tracker.advance(f"{label}: clip {k + 1} of {len(windows)}")
+                tracker.advance(w.stop - w.start, f"{label}, clip {k + 1} of {len(windows)}")
         return blender.out
 
     @torch.inference_mode()
@@ -360,15 +378,18 @@ class DiffuEraserPipeline:
             raise ValueError(f"frame sides must be multiples of {self.scale_factor}, got {masks.shape[1:]}")
 
     def _work(self, num_frames: int, steps: int, injection: str, pre: bool) -> int:
-        """Units of work `__call__` reports progress over."""
-        batches = len(self._batches(num_frames))
-        schedule = self.windows(num_frames)
-        per_step = [len(schedule.for_step(i)) for i in range(max(steps, self.inversion_steps))]
-        passes = sum(per_step[:steps]) + (sum(per_step[: self.inversion_steps]) if injection == "ddim" else 0)
-        work = 2 * batches + passes
-        if pre and pre_inference_indices(num_frames, self.clip_length) is not None:
-            clip_batches = len(self._batches(self.clip_length))
-            work += steps + (self.inversion_steps if injection == "ddim" else 0) + clip_batches
+        """Frames `__call__` puts through the VAE encoder and the denoiser: its progress total."""
+
+        def denoised(count: int) -> int:
+            """Frames in the windows of every denoiser pass over `count` frames: inversion's, then sampling's."""
+            schedule = self.windows(count)
+            passes = [*range(self.inversion_steps if injection == "ddim" else 0), *range(steps)]
+            return sum(w.stop - w.start for i in passes for w in schedule.for_step(i))
+
+        work = 2 * num_frames + denoised(num_frames)
+        index = pre_inference_indices(num_frames, self.clip_length) if pre else None
+        if index is not None:
+            work += denoised(len(index)) + len(index)
         return work
 
     @torch.inference_mode()
@@ -383,17 +404,18 @@ class DiffuEraserPipeline:
         seed: int = 0,
         injection: str = "released",
         pre_inference: bool = True,
-        progress: Progress = None,
+        progress: ProgressFn = silent,
     ) -> torch.Tensor:
         """Final latents `[T, 4, H/8, W/8]` for a video.
 
         masked: uint8 `[T, H, W, 3]` frames with holes black (`masks.masked_frames`); masks: bool
         `[T, H, W]`, True = hole; prior_frames: uint8 `[T, H, W, 3]`; prompt_embeds: `[1, S, D]`
         (the empty prompt's embedding, computed once by the caller). Decode with `decode`.
+        `progress` gets "diffusion" reports, one per VAE batch and per window of every step, counting frames.
         """
         self.check_inputs(masked, masks, prior_frames)
         num_frames, height, width = masks.shape
-        tracker = _Tracker(progress, self._work(num_frames, steps, injection, pre_inference))
+        tracker = _Tracker(progress, DIFFUSION, self._work(num_frames, steps, injection, pre_inference))
         generator = torch.Generator("cpu").manual_seed(seed)
         prompt = prompt_embeds.to(self.device, self.dtype)
         noise = draw_clip_noise(self.clip_length, height // self.scale_factor, width // self.scale_factor, generator)

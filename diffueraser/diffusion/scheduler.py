@@ -11,8 +11,7 @@ adapter so that sampling costs no more than without it.
 """
 from __future__ import annotations
 
-import os
-from typing import Mapping, Union
+from typing import Mapping
 
 import torch
 from diffusers import TCDScheduler
@@ -58,49 +57,39 @@ def _patched_layers(model: torch.nn.Module, adapter_name: str) -> list[str]:
 
 def load_pcm_lora(
     unet: torch.nn.Module,
-    source: Union[str, os.PathLike, Mapping[str, torch.Tensor]],
+    state_dict: Mapping[str, torch.Tensor],
     scale: float = 1.0,
     adapter_name: str = "pcm",
-) -> int:
-    """Fuse a PCM LoRA (a safetensors path or its state dict) into `unet` in place.
+    name: str = "the PCM LoRA",
+) -> tuple[str, ...]:
+    """Fuse a PCM LoRA state dict (kohya layout, as released) into `unet` in place.
 
-    Returns the number of layers changed. Raises CheckpointError when the file cannot be read,
-    carries text-encoder weights (the PCM SD1.5 files do not), or holds a layer that `unet`
-    does not have: no key is silently ignored.
+    Returns the names of the layers it changed (their `.weight` is what changed). Raises
+    CheckpointError, naming the LoRA by `name`, when it carries text-encoder weights (the PCM
+    SD1.5 files do not) or holds a layer that `unet` does not have: no key is silently ignored.
     """
-    if isinstance(source, Mapping):
-        raw = dict(source)
-        where = "the given LoRA state dict"
-    else:
-        where = os.fspath(source)
-        try:
-            from safetensors.torch import load_file
-
-            raw = load_file(where)
-        except Exception as exc:  # unreadable, truncated or not safetensors
-            raise CheckpointError(f"cannot read the PCM LoRA file {where}: {exc}") from exc
+    raw = dict(state_dict)
     text_keys = [k for k in raw if k.startswith(_TEXT_ENCODER_PREFIXES)]
     if text_keys:
         raise CheckpointError(
-            f"{where} holds {len(text_keys)} text-encoder LoRA weights (e.g. {text_keys[0]}); "
+            f"{name} holds {len(text_keys)} text-encoder LoRA weights (e.g. {text_keys[0]}); "
             "only UNet LoRAs such as the PCM SD1.5 files are supported"
         )
     expected = _count_lora_modules(raw)
     if expected == 0:
-        raise CheckpointError(f"{where} holds no LoRA weights (no '*lora_down.weight' / '*lora_A.weight' keys)")
+        raise CheckpointError(f"{name} holds no LoRA weights (no '*lora_down.weight' / '*lora_A.weight' keys)")
 
-    state_dict, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(dict(raw), unet_config=unet.config)
+    converted, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(raw, unet_config=unet.config)
     try:
-        unet.load_lora_adapter(state_dict, prefix=_UNET_PREFIX, network_alphas=alphas, adapter_name=adapter_name)
+        unet.load_lora_adapter(converted, prefix=_UNET_PREFIX, network_alphas=alphas, adapter_name=adapter_name)
     except Exception as exc:  # shape mismatch, unknown layout
-        raise CheckpointError(f"cannot apply the LoRA {where} to unet_main: {exc}") from exc
+        raise CheckpointError(f"cannot apply {name} to unet_main: {exc}") from exc
     patched = _patched_layers(unet, adapter_name)
     if len(patched) != expected:
         unet.unload_lora()
         raise CheckpointError(
-            f"the LoRA {where} has {expected} layers but only {len(patched)} match unet_main; "
-            "is it an SD1.5 LoRA?"
+            f"{name} has {expected} layers but only {len(patched)} match unet_main; is it an SD1.5 LoRA?"
         )
     unet.fuse_lora(lora_scale=scale, adapter_names=[adapter_name])
     unet.unload_lora()
-    return len(patched)
+    return tuple(patched)

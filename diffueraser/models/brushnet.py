@@ -21,7 +21,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .blocks import down_block_forward, num_down_points, num_up_points, timestep_embedding, up_block_forward
-from .loading import ANY_VALUE, StrictCheckpointMixin
+from .loading import ANY_VALUE, ReleasedConfigMixin
 
 TIME_EMBED_MULT = 4  # SD1.5: time embedding width = 4 x first block width
 CONV_IN_KERNEL = 3
@@ -54,7 +54,7 @@ def _per_block(value: Any, count: int) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value] * count
 
 
-class BrushNetModel(StrictCheckpointMixin, ModelMixin, AttentionMixin, ConfigMixin):
+class BrushNetModel(ReleasedConfigMixin, ModelMixin, AttentionMixin, ConfigMixin):
     """The released BrushNet; `from_pretrained(folder)` loads the released `brushnet/` folder."""
 
     # Keys of the released config.json that the released BrushNet_CA never read, or feature switches it left off.

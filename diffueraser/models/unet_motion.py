@@ -22,7 +22,7 @@ from diffusers.utils import BaseOutput, apply_lora_scale
 from torch import nn
 
 from .blocks import down_block_forward, num_down_points, num_up_points, timestep_embedding, up_block_forward
-from .loading import ANY_VALUE, StrictCheckpointMixin
+from .loading import ANY_VALUE, ReleasedConfigMixin
 
 UP_BLOCK_MOTION_GROUPS = 32  # released quirk: UpBlockMotion's motion modules always use 32 GroupNorm groups
 
@@ -69,7 +69,7 @@ def _chunks(samples: Sequence[torch.Tensor], sizes: Sequence[int]) -> list[list[
     return out
 
 
-class UNetMotionModel(StrictCheckpointMixin, DiffusersUNetMotionModel):
+class UNetMotionModel(ReleasedConfigMixin, DiffusersUNetMotionModel):
     """The released unet_main; `from_pretrained(folder)` loads the released `unet_main/` folder."""
 
     # Keys the released config.json carries that the released class accepted and never read.

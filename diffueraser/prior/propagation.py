@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..masks import propainter_masks
-from . import Progress
+from ..progress import PRIOR, Progress, ProgressFn, silent
 from .flow import FlowOptions, FlowPair, ShotFlows, sample, scaled_size, shrink_mask
 
 CUT_PROBE_SIDE = 64
@@ -157,19 +157,19 @@ class PropagationPrior:
         self.inpaint_radius = inpaint_radius
         self.temporal_smoothing = temporal_smoothing
 
-    def __call__(self, frames: np.ndarray, masks: np.ndarray, progress: Progress = None) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, progress: ProgressFn = silent) -> np.ndarray:
         """Frames uint8 [T, H, W, 3] with the holes of `masks` (bool [T, H, W], True = hole,
         grown by `mask_dilation`) filled; pixels outside the grown holes are unchanged."""
         frames, masks = _check_inputs(frames, masks)
-        report = progress or (lambda fraction: None)
-        report(0.0)
+        progress(Progress.permille(PRIOR, 0.0))
         holes = propainter_masks(masks, self.mask_dilation)
         out = frames.copy()
         t = len(frames)
         bounds = [0, *detect_cuts(frames, holes, self.cut_threshold, self.cut_ratio, self.cut_histogram), t]
-        for start, stop in zip(bounds[:-1], bounds[1:]):
-            def shot_report(fraction: float, start: int = start, stop: int = stop) -> None:
-                report((start + fraction * (stop - start)) / t)
+        shots = len(bounds) - 1
+        for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+            def shot_report(fraction: float, start: int = start, stop: int = stop, k: int = k) -> None:
+                progress(Progress.permille(PRIOR, (start + fraction * (stop - start)) / t, f"shot {k + 1} of {shots}"))
 
             if holes[start:stop].any():
                 self._fill_shot(frames[start:stop], holes[start:stop], out[start:stop], shot_report)

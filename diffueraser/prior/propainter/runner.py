@@ -11,7 +11,6 @@ the frame size, not on the video length.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -21,14 +20,11 @@ import torch
 
 from ...errors import InputError
 from ...masks import propainter_masks, resize_frames, resize_masks
-from .. import Progress
-from .checkpoint import load_flow_completion, load_generator, load_raft
+from ...progress import PRIOR, Progress, ProgressFn, silent
 from .flow_completion import RecurrentFlowCompleteNet
 from .generator import InpaintGenerator
 from .propagation import img_propagation
 from .raft import RAFT, bidirectional_flows
-
-PathLike = Union[str, os.PathLike]
 
 SIZE_MULTIPLE = 8
 """Prior sides are floored to multiples of 8."""
@@ -44,6 +40,9 @@ IMGPROP_PAD = 10
 
 STAGE_WEIGHTS = {"flows": 0.3, "complete": 0.1, "pre": 0.1, "propagate": 0.05, "windows": 0.45}
 """Rough share of the run time of each stage, for progress reports."""
+STAGE_LABELS = {"flows": "optical flow", "complete": "flow completion", "pre": "pre-propagation",
+                "propagate": "propagation", "windows": "transformer windows"}
+"""What each stage's progress reports say."""
 
 
 def short_clip_length(longer_side: int) -> int:
@@ -129,7 +128,9 @@ class ProPainterPrior:
     """ProPainter prior: `prior(frames, masks, progress)` → frames with the holes filled.
 
     The three networks are moved to `device`; the flow completion and the generator run in
-    `dtype` (float16 on CUDA as released), RAFT always in float32.
+    `dtype` (float16 on CUDA as released), RAFT always in float32; flows stay float32 between the
+    stages and sampling positions are float32 inside the networks. `weights.load_propainter`
+    builds it from the released checkpoint files.
     """
 
     def __init__(
@@ -167,24 +168,6 @@ class ProPainterPrior:
         self.subvideo_length = subvideo_length
         self.max_side = max_side
 
-    # ------------------------------------------------------------------ construction
-
-    @classmethod
-    def from_checkpoints(
-        cls,
-        raft_path: PathLike,
-        flow_completion_path: PathLike,
-        generator_path: PathLike,
-        *,
-        device: Union[str, torch.device] = "cpu",
-        dtype: torch.dtype = torch.float32,
-        **kwargs,
-    ) -> "ProPainterPrior":
-        """Build the prior from the released `raft-things.pth`, `recurrent_flow_completion.pth`
-        and `ProPainter.pth` (strict loading; RAFT's `module.` prefix is accepted)."""
-        return cls(load_raft(raft_path), load_flow_completion(flow_completion_path), load_generator(generator_path),
-                   device=device, dtype=dtype, **kwargs)
-
     # ------------------------------------------------------------------ public
 
     def prior_size(self, height: int, width: int) -> tuple[int, int]:
@@ -197,7 +180,7 @@ class ProPainterPrior:
         return max(SIZE_MULTIPLE, h - h % SIZE_MULTIPLE), max(SIZE_MULTIPLE, w - w % SIZE_MULTIPLE)
 
     @torch.no_grad()
-    def __call__(self, frames: np.ndarray, masks: np.ndarray, progress: Progress = None) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, progress: ProgressFn = silent) -> np.ndarray:
         """Frames uint8 [T, H, W, 3] and masks bool [T, H, W] (True = hole) → uint8 [T, H, W, 3]."""
         self._check(frames, masks)
         report = _Reporter(progress)
@@ -225,9 +208,9 @@ class ProPainterPrior:
         self, frames: np.ndarray, holes: np.ndarray, on_raft: Callable[[float], None] = lambda f: None,
         on_complete: Callable[[float], None] = lambda f: None, through_dtype: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """RAFT flows of the clip, completed inside the holes: two host tensors [T-1, 2, h, w] in `dtype`."""
+        """RAFT flows of the clip, completed inside the holes: two float32 host tensors [T-1, 2, h, w]."""
         raw_f, raw_b = self.raft_flows(frames, on_raft, through_dtype)
-        return self.complete_flows(raw_f.to(self.dtype), raw_b.to(self.dtype), holes, on_complete)
+        return self.complete_flows(raw_f, raw_b, holes, on_complete)
 
     @torch.no_grad()
     def raft_flows(
@@ -258,18 +241,22 @@ class ProPainterPrior:
         self, flows_f: torch.Tensor, flows_b: torch.Tensor, holes: np.ndarray,
         on_progress: Callable[[float], None] = lambda f: None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flow completion in sub-videos of `subvideo_length` flows padded by 5; RAFT flows kept outside the holes."""
+        """Flow completion in sub-videos of `subvideo_length` flows padded by 5; RAFT flows kept outside the holes.
+
+        The network runs in `dtype`; flows go in and come out in float32, so that outside the holes
+        they are RAFT's exactly (a bfloat16 flow of 60 px is off by up to 1/8 px).
+        """
         n = flows_f.shape[0]
         if n == 0:
             return flows_f, flows_b
         chunks = [(0, n, 0, n)] if n <= self.subvideo_length else padded_chunks(n, self.subvideo_length, FLOW_PAD)
         out_f, out_b = [], []
         for i, (s, e, k0, k1) in enumerate(chunks):
-            ff = flows_f[s:e].unsqueeze(0).to(self.device)
-            fb = flows_b[s:e].unsqueeze(0).to(self.device)
+            ff = flows_f[s:e].unsqueeze(0).to(self.device, torch.float32)
+            fb = flows_b[s:e].unsqueeze(0).to(self.device, torch.float32)
             m = _mask_tensor(holes[s:e + 1]).unsqueeze(0).to(self.device, self.dtype)
-            pred = self.flow_completion.forward_bidirect_flow((ff, fb), m)
-            cf, cb = self.flow_completion.combine_flow((ff, fb), pred, m)
+            pred = self.flow_completion.forward_bidirect_flow((ff.to(self.dtype), fb.to(self.dtype)), m)
+            cf, cb = self.flow_completion.combine_flow((ff, fb), tuple(p.float() for p in pred), m.float())
             out_f.append(cf[0, k0:k1].cpu())
             out_b.append(cb[0, k0:k1].cpu())
             on_progress((i + 1) / len(chunks))
@@ -323,7 +310,7 @@ class ProPainterPrior:
         filled, left = self._propagate(x, _mask_tensor(st.masks[index]).to(self.dtype), flows)
         for j, i in enumerate(index):
             st.replaced[i] = filled[j]
-            st.masks[i] = left[j, 0].numpy() > 0
+            st.masks[i] = (left[j, 0] > 0).numpy()  # compared in torch: numpy has no bfloat16
         on_progress(1.0)
 
     @torch.no_grad()
@@ -394,23 +381,22 @@ class ProPainterPrior:
 
 
 class _Reporter:
-    """Maps each stage's own fraction to the run's overall fraction."""
+    """Maps each stage's own fraction to "prior" reports in permille of the whole run."""
 
-    def __init__(self, progress: Progress):
+    def __init__(self, progress: ProgressFn):
         self.progress = progress
         self.starts, total = {}, 0.0
         for name, weight in STAGE_WEIGHTS.items():
             self.starts[name] = total
             total += weight
         self.total = total
+        self.part(next(iter(STAGE_WEIGHTS)))(0.0)
 
     def part(self, name: str) -> Callable[[float], None]:
-        start, weight = self.starts[name], STAGE_WEIGHTS[name]
-        return lambda f: self._emit((start + weight * min(max(f, 0.0), 1.0)) / self.total)
+        start, weight, label = self.starts[name], STAGE_WEIGHTS[name], STAGE_LABELS[name]
+        return lambda f: self.progress(
+            Progress.permille(PRIOR, (start + weight * min(max(f, 0.0), 1.0)) / self.total, label)
+        )
 
     def done(self, name: str) -> None:
         self.part(name)(1.0)
-
-    def _emit(self, fraction: float) -> None:
-        if self.progress is not None:
-            self.progress(fraction)
