@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-import app
+from diffueraser.app import Limits
 from test_app import example_set, gallery, serve
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", "test-artifacts"))
 # Small runs: the page's defaults follow the server's limits, so the browser needs to set nothing.
-LIMITS = app.Limits(max_seconds=1, max_size=256, max_video_seconds=10, max_upload_mb=20)
+LIMITS = Limits(max_seconds=1, max_size=256, max_video_seconds=10, max_upload_mb=20)
 RESULT_TIMEOUT_MS = 180_000  # a 2-core CI machine shared with other jobs
 UI_TIMEOUT_MS = 30_000
 VIEWPORT = {"width": 1400, "height": 1700}
