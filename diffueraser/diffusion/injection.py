@@ -8,6 +8,11 @@ Two ways, selected by `Settings.prior_injection`:
   `√ᾱ_999 · prior + √(1 − ᾱ_999) · noise` ≈ `0.068265 · prior + 0.997667 · noise`.
 - "ddim": deterministic DDIM inversion of the prior latents from t = 0 up to the first sampling
   timestep, with the denoiser itself as the noise predictor (what the paper describes).
+  In half precision its error is bounded, not removed: the walk runs in float32, but the rounding
+  of the denoiser's own half-precision predictions during inversion is divided by √ᾱ_999 ≈ 0.068
+  at the first sampling step, about 15x; tests/test_half_precision.py and test_engine_half.py
+  bound it (measured: 30-60x the released injection's error on pseudo-weights). Run in float32
+  (`dtype="float32"`) where that matters.
 
 Noise is one block of `clip_length` frames, drawn once and tiled over the video (frame i uses
 block frame i mod clip_length), as released.
@@ -44,7 +49,8 @@ def draw_clip_noise(
 ) -> torch.Tensor:
     """One block of standard normal noise `[clip_length, 4, height, width]` (float32, on the generator's device)."""
     device = generator.device if generator is not None else "cpu"
-    return torch.randn((clip_length, LATENT_CHANNELS, height, width), generator=generator, device=device)
+    shape = (clip_length, LATENT_CHANNELS, height, width)
+    return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
 
 
 def tile_noise(noise: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -87,12 +93,17 @@ def ddim_step(
 def _walk(
     latents: torch.Tensor, eps_fn: EpsFn, alphas_cumprod: torch.Tensor, timesteps: Sequence[int]
 ) -> torch.Tensor:
-    """DDIM steps along `timesteps`, predicting the noise at the start of each step."""
-    x = latents
+    """DDIM steps along `timesteps`, predicting the noise at the start of each step.
+
+    The latents and their updates are float32 (or wider) whatever `eps_fn` computes in; the
+    result has the dtype of `latents`.
+    """
+    work = torch.promote_types(latents.dtype, torch.float32)
+    x = latents.to(work)
     for i, (t_from, t_to) in enumerate(zip(timesteps[:-1], timesteps[1:])):
-        eps = eps_fn(x, int(t_from), i)
+        eps = eps_fn(x, int(t_from), i).to(work)
         x = ddim_step(x, eps, float(alphas_cumprod[t_from]), float(alphas_cumprod[t_to]))
-    return x
+    return x.to(latents.dtype)
 
 
 def ddim_invert(

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Optional, Union
 
 import torch
-import torch.nn.functional as F
+
+from .sampling import grid_sample_float32
 
 Pair = Union[int, tuple[int, int]]
 
@@ -42,12 +43,17 @@ def deform_conv2d(
     input [B, C, H, W]; weight [O, C / groups, kh, kw]; offset [B, 2·G·kh·kw, Ho, Wo] holding a
     (dy, dx) pair per offset group G and kernel tap (taps in row-major order); mask
     [B, G·kh·kw, Ho, Wo] scales each sampled tap (None: all ones). Taps falling outside the
-    image read zeros. Returns [B, O, Ho, Wo].
+    image read zeros. Returns [B, O, Ho, Wo] in the input's dtype; sampling positions are
+    float32 whatever the dtypes (`offset` may be float32 with a half-precision input).
     """
     if USE_TORCHVISION and _torchvision_deform_conv2d is not None:
-        return _torchvision_deform_conv2d(
-            input, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask
+        # torchvision's kernel computes positions in its arguments' dtype: run it in float32.
+        work = torch.promote_types(input.dtype, torch.float32)
+        out = _torchvision_deform_conv2d(
+            input.to(work), offset.to(work), weight.to(work), None if bias is None else bias.to(work),
+            stride=stride, padding=padding, dilation=dilation, mask=None if mask is None else mask.to(work),
         )
+        return out.to(input.dtype)
     return deform_conv2d_torch(input, offset, weight, bias, stride, padding, dilation, mask)
 
 
@@ -76,14 +82,14 @@ def deform_conv2d_torch(
             f"deform_conv2d: offset has {offset.shape[1]} channels, input {c}, weight {tuple(weight.shape)}: "
             "expected 2·groups·kh·kw offset channels and channels divisible by the groups"
         )
-    dtype = input.dtype
-
-    # Sampling positions in pixels: the regular grid of each tap plus its learnt offset.
-    base_y = torch.arange(ho, device=input.device, dtype=dtype) * sh - ph
-    base_x = torch.arange(wo, device=input.device, dtype=dtype) * sw - pw
-    tap_y = torch.arange(kh, device=input.device, dtype=dtype).repeat_interleave(kw) * dh
-    tap_x = torch.arange(kw, device=input.device, dtype=dtype).repeat(kh) * dw
-    off = offset.view(b, offset_groups, taps, 2, ho, wo)
+    # Sampling positions in pixels: the regular grid of each tap plus its learnt offset, in
+    # float32 whatever the input's dtype (a half-precision position is off by up to a pixel).
+    pos = torch.promote_types(input.dtype, torch.float32)
+    base_y = torch.arange(ho, device=input.device, dtype=pos) * sh - ph
+    base_x = torch.arange(wo, device=input.device, dtype=pos) * sw - pw
+    tap_y = torch.arange(kh, device=input.device, dtype=pos).repeat_interleave(kw) * dh
+    tap_x = torch.arange(kw, device=input.device, dtype=pos).repeat(kh) * dw
+    off = offset.to(pos).view(b, offset_groups, taps, 2, ho, wo)
     y = off[:, :, :, 0] + (tap_y.view(taps, 1, 1) + base_y.view(1, ho, 1))
     x = off[:, :, :, 1] + (tap_x.view(taps, 1, 1) + base_x.view(1, 1, wo))
 
@@ -92,7 +98,7 @@ def deform_conv2d_torch(
     grid = torch.stack(((2 * x + 1) / w - 1, (2 * y + 1) / h - 1), dim=-1)
     grid = grid.view(b * offset_groups, taps * ho, wo, 2)
     feats = input.reshape(b * offset_groups, c // offset_groups, h, w)
-    cols = F.grid_sample(feats, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    cols = grid_sample_float32(feats, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     cols = cols.view(b, offset_groups, c // offset_groups, taps, ho, wo)
     if mask is not None:
         cols = cols * mask.view(b, offset_groups, 1, taps, ho, wo)

@@ -73,7 +73,7 @@ class SecondOrderDeformableAlignment(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         o1, o2, mask = torch.chunk(self.conv_offset(cond), 3, dim=1)
-        offset = MAX_OFFSET * torch.tanh(torch.cat([o1, o2], dim=1))
+        offset = MAX_OFFSET * torch.tanh(torch.cat([o1, o2], dim=1).float())  # positions: float32
         return deform_conv2d(x, offset, self.weight, self.bias, stride=1, padding=1, dilation=1, mask=torch.sigmoid(mask))
 
 

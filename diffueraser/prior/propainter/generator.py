@@ -54,8 +54,9 @@ class DeformableAlignment(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         o1, o2, mask = torch.chunk(self.conv_offset(cond), 3, dim=1)
-        offset = self.max_residue * torch.tanh(torch.cat((o1, o2), dim=1))
-        offset = offset + flow.flip(1).repeat(1, offset.shape[1] // 2, 1, 1)
+        # Offsets are sampling positions: float32 even when the network runs in half precision.
+        offset = self.max_residue * torch.tanh(torch.cat((o1, o2), dim=1).float())
+        offset = offset + flow.float().flip(1).repeat(1, offset.shape[1] // 2, 1, 1)
         return deform_conv2d(x, offset, self.weight, self.bias, padding=1, mask=torch.sigmoid(mask))
 
 
@@ -91,9 +92,9 @@ class FeaturePropagation(nn.Module):
             else:
                 k = idx if backward else idx - 1
                 flow = flows_prop[:, k]
-                valid = flow_consistency(flow, flows_check[:, k])
+                valid = flow_consistency(flow, flows_check[:, k]).to(cur)
                 warped = flow_warp(prop, flow).clamp(-FEATURE_CLAMP, FEATURE_CLAMP)
-                cond = torch.cat([cur, warped, flow, valid, mask], dim=1)
+                cond = torch.cat([cur, warped, flow.to(cur), valid, mask], dim=1)
                 prop = self.deform_align[name](prop, cond, flow)
             prop = prop + self.backbone[name](torch.cat([cur, prop, mask], dim=1))
             out[idx] = prop
@@ -186,7 +187,8 @@ class InpaintGenerator(nn.Module):
         """Fill the local frames of one window.
 
         frames [B, T, 3, H, W] in [-1, 1] (local frames first, then reference frames); flows
-        [B, L-1, 2, H, W] between the L = `num_local_frames` local frames; masks_in (dilated
+        [B, L-1, 2, H, W] between the L = `num_local_frames` local frames (float32 flows keep the
+        alignment's positions exact when the network runs in half precision); masks_in (dilated
         holes) and masks_updated (holes left after image propagation) [B, T, 1, H, W].
         Returns [B, L, 3, H, W] in [-1, 1]. H and W must be multiples of 4.
         """

@@ -7,7 +7,8 @@ flows agree and the source itself was known.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from .sampling import grid_sample_float32
 
 FB_ALPHA1 = 0.01
 """Forward-backward check: tolerance proportional to the squared flow magnitudes."""
@@ -23,7 +24,7 @@ def flow_warp(x: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> to
     """Backward-warp `x` [N, C, H, W] with `flow` [N, 2, H, W] in pixels (channel 0 = x, 1 = y).
 
     Output pixel p reads x at p + flow(p) (`grid_sample`, corners aligned, zeros outside).
-    The sampling grid is computed in float32 whatever the dtype of `x`.
+    The sampling grid is computed and used in float32 whatever the dtype of `x`.
     """
     if x.shape[-2:] != flow.shape[-2:]:
         raise ValueError(f"flow_warp: input is {tuple(x.shape[-2:])} but flow is {tuple(flow.shape[-2:])}")
@@ -33,18 +34,20 @@ def flow_warp(x: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> to
     flow = flow.float()
     gx = 2.0 * (xs + flow[:, 0]) / max(w - 1, 1) - 1.0
     gy = 2.0 * (ys + flow[:, 1]) / max(h - 1, 1) - 1.0
-    grid = torch.stack((gx, gy), dim=3).to(x.dtype)
-    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    grid = torch.stack((gx, gy), dim=3)
+    return grid_sample_float32(x, grid, mode=mode, padding_mode="zeros", align_corners=True)
 
 
 def flow_consistency(flow_fw: torch.Tensor, flow_bw: torch.Tensor) -> torch.Tensor:
     """1 where following `flow_fw` and then `flow_bw` comes back near the start, else 0.
 
-    Both flows are [N, 2, H, W]; the result is [N, 1, H, W] in their dtype.
+    Both flows are [N, 2, H, W]; the result is [N, 1, H, W] in their dtype, the test is made in
+    float32 (squared pixel distances lose the sub-pixel part in half precision).
     """
-    bw_warped = flow_warp(flow_bw, flow_fw)
-    diff = flow_fw + bw_warped
-    mag = flow_fw.square().sum(1, keepdim=True) + bw_warped.square().sum(1, keepdim=True)
+    fw = flow_fw.float()
+    bw_warped = flow_warp(flow_bw.float(), fw)
+    diff = fw + bw_warped
+    mag = fw.square().sum(1, keepdim=True) + bw_warped.square().sum(1, keepdim=True)
     return (diff.square().sum(1, keepdim=True) < FB_ALPHA1 * mag + FB_ALPHA2).to(flow_fw)
 
 
@@ -71,7 +74,7 @@ def _propagate_one_way(
             prop, mask_prop = cur, mask_cur
         else:
             flow = flows_prop[:, flow_index[i]]
-            valid = flow_consistency(flow, flows_check[:, flow_index[i]])
+            valid = flow_consistency(flow, flows_check[:, flow_index[i]]).to(cur)
             warped = flow_warp(prop, flow, mode).clamp(-FEATURE_CLAMP, FEATURE_CLAMP)
             source_known = 1 - _binarize(flow_warp(mask_prop, flow))
             take = _binarize(mask_cur * valid * source_known)
