@@ -1,16 +1,39 @@
 """Reading and writing videos, and reading masks, with the ffmpeg binary of imageio-ffmpeg.
 
-Videos come in as uint8 RGB frames [T, H, W, 3] with their exact frame rate; they go out as
+Videos come in as uint8 RGB frames [T, H, W, 3] at a constant frame rate; they go out as
 H.264/yuv420p mp4 (BT.709, `+faststart`) that browsers play, with the source's audio carried
 over. Masks come in as a mask video, a mask image or an array, and leave as bool [T, H, W]
 (True = remove) aligned to the video in time and size. Anything the user gave that cannot be used
 raises `InputError` with a message that says why.
+
+Frame timing. The packet timestamps are read first (a demux pass, no decoding). When every
+frame lies within half a frame of the grid of the stream's stated rate, the file is constant
+rate: every decoded frame is kept, at that exact rate (30000/1001 stays 30000/1001). Otherwise
+(variable frame rate: phone and screen recordings, joined clips) the frames are resampled to a
+constant rate with ffmpeg's `fps` filter, each frame going to its nearest slot and an empty slot
+repeating the frame before: to the stated rate when only a few frames are missing (a dropped
+frame, a cut: at most 10% repeats, nothing dropped), else to the average rate, frames ÷
+duration, where frames repeat or drop as the rate departed from the average. Either way the
+frame count ÷ rate equals the duration, so the output lasts as long as the input and its audio
+stays in sync. Writing the source's own timestamps back was not chosen: a raw-frame pipe carries
+no timestamps, ffmpeg has no way to give piped frames a list of timestamps, and the models and
+the mask alignment assume equally spaced frames.
+
+Mask binarisation. A file stored losslessly (PNG, BMP, GIF, lossless TIFF or WebP; FFV1, PNG,
+raw, HuffYUV, Ut Video, QuickTime RLE... video; H.264/HEVC whose x264/x265 settings say
+lossless) keeps the released rule: a pixel is masked when its luma is > 0. A lossily stored one
+(JPEG, lossy WebP, JPEG-compressed TIFF, JPEG 2000; any other video codec) is masked where its
+brightest channel is at least mid-grey (>= 128): compression noise around the shapes' edges
+would otherwise grow the mask (measured on drawn shapes: JPEG q75 +15%, lossy WebP q75 +27%,
+H.264 crf 18 +9%, crf 23 +15%; with the threshold they read back exactly). Arrays keep
+the released rule; an alpha channel that is not fully opaque (a sketch layer) is alpha > 0.
 """
 from __future__ import annotations
 
 import math
 import os
 import re
+import secrets
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -42,9 +65,28 @@ FALLBACK_FPS = 25.0
 """Used only when a stream states no frame rate at all."""
 TIME_EPSILON = 1e-6
 """Slack in frame-time comparisons, in frames, against float rounding."""
+CONSTANT_RATE_SLACK = 0.5
+"""A stream is constant-rate when every frame lies within this many frames of its rate's grid."""
+GAP_ALLOWANCE = 0.1
+"""Resampling a variable-rate stream at its stated rate may add this fraction of repeated frames."""
+RATE_DENOMINATOR = 1001
+"""Largest denominator of a resampled (average) frame rate: 20000/1001 rather than 19.98002..."""
+LOSSY_MASK_LEVEL = 128
+"""In a lossily stored mask, a pixel whose brightest channel reaches this level is masked."""
+LOSSLESS_VIDEO_CODECS = frozenset({
+    "png", "apng", "ffv1", "rawvideo", "huffyuv", "ffvhuff", "utvideo", "magicyuv", "qtrle", "gif",
+    "zlib", "zmbv", "bmp", "tiff", "lagarith", "v210", "v410", "r210", "yuv4",
+})
+"""ffmpeg decoder names of mask videos read with the released rule (> 0): always lossless."""
+LOSSY_IMAGE_FORMATS = frozenset({"JPEG", "MPO", "JPEG2000"})
+"""PIL formats of mask images that are always lossy (WebP and TIFF are checked per file)."""
+ENCODER_SETTINGS_BYTES = 8 << 20
+"""How far into a mask video to look for x264/x265's settings (in the first frame, after the index)."""
 # PIL's convert("L") in fixed point; the released code binarizes this luma (> 0).
 _LUMA_WEIGHTS = (19595, 38470, 7471)
 _LUMA_HALF = 1 << 15
+_NO_PTS = -(1 << 63)
+"""AV_NOPTS_VALUE: a packet without a presentation timestamp."""
 
 
 @dataclass
@@ -88,20 +130,32 @@ class _Probe:
     has_audio: bool
     duration: Optional[float]
     """Stated by the container (seconds), if it states one."""
+    codec: str = ""
+    """ffmpeg's name of the video stream's codec (h264, ffv1, ...)."""
 
     @property
     def is_image(self) -> bool:
         return self.container == "image2" or self.container.endswith("_pipe")
 
 
+@dataclass(frozen=True)
+class _Timing:
+    """How frames are taken from a stream: its constant rate, and whether to resample to it."""
+
+    fps: float
+    resample: Optional[Fraction] = None
+    """The rate ffmpeg's fps filter resamples a variable-rate stream to; None keeps every frame."""
+
+
 def read_video(path: PathLike, max_seconds: Optional[float] = None, max_frames: Optional[int] = None) -> Video:
     """Decode the first video stream of any file ffmpeg reads (mp4, mov, webm, mkv, avi, ...).
 
-    Keeps every decoded frame (no frame-rate conversion) and the exact frame rate (30000/1001
-    stays 29.97002997...). Frames are as displayed: rotation metadata is applied, the stored
-    size is kept (no pixel-aspect correction). `max_seconds` keeps the first
-    int(max_seconds · fps) frames, as the released reader does; `max_frames` caps the count
-    too. The file is only read.
+    A constant-rate stream keeps every decoded frame and its exact frame rate (30000/1001
+    stays 29.97002997...); a variable-rate one is resampled to a constant rate (its average, or
+    its stated rate when only frames are missing) so that frames ÷ fps is its duration (see the
+    module's docstring). Frames are as displayed: rotation metadata is applied, the stored size
+    is kept (no pixel-aspect correction). `max_seconds` keeps the first int(max_seconds · fps)
+    frames, as the released reader does; `max_frames` caps the count too. The file is only read.
     """
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
@@ -109,12 +163,13 @@ def read_video(path: PathLike, max_seconds: Optional[float] = None, max_frames: 
     probe = _probe(path)
     if probe.is_image:
         raise InputError(f"{path.name} is an image, not a video: give a video file (mp4, mov, webm, mkv, avi)")
+    timing = _timing(path, probe, max_seconds)
     limit = max_frames
     if max_seconds is not None:
-        by_time = max(1, int(max_seconds * probe.fps))
+        by_time = max(1, int(max_seconds * timing.fps))
         limit = by_time if limit is None else min(limit, by_time)
-    frames = _decode_rgb(path, probe, limit)
-    return Video(frames=frames, fps=probe.fps, source=path, has_audio=probe.has_audio)
+    frames = _decode_rgb(path, probe, timing, limit)
+    return Video(frames=frames, fps=timing.fps, source=path, has_audio=probe.has_audio)
 
 
 @dataclass(frozen=True)
@@ -135,21 +190,29 @@ class VideoInfo:
 
 
 def probe(path: PathLike) -> VideoInfo:
-    """Frame rate, displayed size, duration and audio of a video file (InputError if it is not one)."""
+    """Frame rate (the one `read_video` gives), displayed size, duration and audio of a video file.
+
+    Reads packet timestamps but decodes only one frame. InputError if the file is not a video.
+    """
     path = _existing_file(path, "video")
     found = _probe(path)
     if found.is_image:
         raise InputError(f"{path.name} is an image, not a video: give a video file (mp4, mov, webm, mkv, avi)")
-    return VideoInfo(found.fps, found.width, found.height, found.duration, found.has_audio)
+    fps = _timing(path, found).fps
+    return VideoInfo(fps, found.width, found.height, found.duration, found.has_audio)
 
 
 def read_frame(path: PathLike, index: int, max_side: Optional[int] = None) -> Optional[np.ndarray]:
     """Frame `index` of a video as uint8 RGB [H, W, 3] (scaled down to `max_side`), None past the end.
 
-    Decodes from the start up to the frame (exact on any frame rate, variable ones included).
+    Decodes from the start up to the frame; the index counts frames as `read_video` gives them
+    (after resampling a variable-rate video). InputError if the file is not a video.
     """
     path = _existing_file(path, "video")
-    filters = [f"select=eq(n\\,{max(0, int(index))})"]
+    found = _probe(path)
+    timing = _timing(path, found)
+    filters = [_resample_filter(timing.resample)] if timing.resample else []
+    filters.append(f"select=eq(n\\,{max(0, int(index))})")
     if max_side:
         filters.append(f"scale=w='min({max_side},iw)':h='min({max_side},ih)':force_original_aspect_ratio=decrease")
     cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", _input_arg(path), "-map", "0:V:0",
@@ -211,7 +274,13 @@ def _probe(path: Path) -> _Probe:
         height=int(size.group(2)),
         has_audio=bool(re.search(r"Stream #0:\d+.*: Audio:", header)),
         duration=_stated_duration(header),
+        codec=_codec_name(video_lines[0]),
     )
+
+
+def _codec_name(stream_line: str) -> str:
+    found = re.search(r": Video: ([\w-]+)", stream_line)
+    return found.group(1) if found else ""
 
 
 def _stated_duration(header: str) -> Optional[float]:
@@ -233,6 +302,82 @@ def _frame_rate(log: str, stream_line: str) -> float:
     return FALLBACK_FPS
 
 
+def _timing(path: Path, probe: _Probe, seconds: Optional[float] = None) -> _Timing:
+    """Constant rate (every frame, the stated rate) or variable rate (resampled).
+
+    Decided from the packet timestamps of the first `seconds` (all when None), read without
+    decoding. A variable-rate stream is resampled to its stated rate when that keeps every frame
+    in a slot of its own and adds at most `GAP_ALLOWANCE` repeats (a constant-rate stream with
+    frames missing: a dropped frame, a cut), else to its average rate. Timestamps that are
+    missing (raw streams) leave the stated rate, as do fewer than three frames.
+    """
+    stated = _Timing(probe.fps)
+    if probe.is_image:
+        return stated
+    found = _packet_times(path, None if seconds is None else seconds + 1.0)
+    if found is None:
+        return stated
+    ticks, last_duration, tick = found
+    if seconds is not None:
+        kept = ticks * float(tick) < seconds
+        ticks, last_duration = ticks[kept], (last_duration if kept.all() else 0)
+    if len(ticks) < 3:
+        return stated
+    slots = ticks * (float(tick) * probe.fps)
+    if np.abs(slots - np.arange(len(ticks))).max() <= CONSTANT_RATE_SLACK + TIME_EPSILON:
+        return stated
+    last = last_duration if last_duration > 0 else int(np.median(np.diff(ticks)))
+    span = (int(ticks[-1]) + max(last, 1)) * tick
+    own_slots = bool(np.all(np.diff(np.floor(slots + 0.5)) >= 1))  # as the fps filter rounds
+    if own_slots and span * probe.fps <= (1 + GAP_ALLOWANCE) * len(ticks):
+        return _Timing(probe.fps, Fraction(probe.fps).limit_denominator(100000))
+    rate = (len(ticks) / span).limit_denominator(RATE_DENOMINATOR)
+    return _Timing(float(rate), rate)
+
+
+def _resample_filter(rate: Fraction) -> str:
+    """Constant `rate` from the first frame on: each frame goes to its nearest slot, an empty slot
+    repeats the frame before it."""
+    return f"setpts=PTS-STARTPTS,fps={rate}:round=near"
+
+
+def _packet_times(path: Path, seconds: Optional[float]) -> Optional[tuple[np.ndarray, int, Fraction]]:
+    """Sorted presentation times of the first video stream's packets, in ticks from the first,
+    the last one's duration in ticks, and the tick in seconds; None when a timestamp is missing.
+
+    ffmpeg's framecrc muxer lists every packet (stream copy: no decoding). Packets the demuxer
+    flags as discarded (before an edit list's start) are never displayed, so they are skipped.
+    """
+    cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error"]
+    if seconds is not None:
+        cmd += ["-t", f"{seconds:.6f}"]
+    cmd += ["-i", _input_arg(path), "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
+    listing = subprocess.run(cmd, capture_output=True).stdout.decode("ascii", "replace")
+    base = re.search(r"^#tb 0: (\d+)/(\d+)", listing, re.M)
+    if not base or int(base.group(2)) == 0:
+        return None
+    tick = Fraction(int(base.group(1)), int(base.group(2)))
+    times: list[int] = []
+    last_pts, last_duration = _NO_PTS, 0
+    for line in listing.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        flags = fields[6] if len(fields) > 6 and fields[6].startswith("F=") else "F=0x0"
+        if int(flags[2:], 16) & 0x4:  # AV_PKT_FLAG_DISCARD
+            continue
+        pts = int(fields[2])
+        if pts == _NO_PTS:
+            return None
+        times.append(pts)
+        if pts >= last_pts:  # the last packet shown owns the duration that ends the stream
+            last_pts, last_duration = pts, int(fields[3])
+    if not times:
+        return None
+    ticks = np.sort(np.array(times, np.int64))
+    return ticks - ticks[0], last_duration, tick
+
+
 def _first_line(log: str) -> str:
     lines = _log_lines(log)
     return lines[0] if lines else "ffmpeg gave no reason"
@@ -249,15 +394,19 @@ def _log_lines(log: str) -> list[str]:
     return [l for l in lines if l]
 
 
-def _decode_rgb(path: Path, probe: _Probe, limit: Optional[int]) -> np.ndarray:
+def _decode_rgb(path: Path, probe: _Probe, timing: _Timing, limit: Optional[int]) -> np.ndarray:
     """All frames (or the first `limit`) as uint8 [T, H, W, 3], read from ffmpeg's pipe straight
-    into preallocated memory (sized from the stated duration, grown if the file holds more)."""
+    into preallocated memory (sized from the stated duration, grown if the file holds more).
+    A variable-rate stream is resampled to `timing.resample` on the way."""
     cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", _input_arg(path),
-           "-map", "0:V:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
+           "-map", "0:V:0", "-an", "-sn", "-dn"]
+    if timing.resample:
+        cmd += ["-vf", _resample_filter(timing.resample)]
+    cmd += ["-fps_mode", "passthrough"]
     if limit is not None:
         cmd += ["-frames:v", str(limit)]
     cmd += ["-sws_flags", ACCURATE_SWSCALE, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    expected = max(1, math.ceil(probe.duration * probe.fps) + 1) if probe.duration else 64
+    expected = max(1, math.ceil(probe.duration * timing.fps) + 1) if probe.duration else 64
     capacity = expected if limit is None else min(limit, expected)
     blocks: list[np.ndarray] = []
     count = in_block = 0
@@ -279,7 +428,7 @@ def _decode_rgb(path: Path, probe: _Probe, limit: Optional[int]) -> np.ndarray:
     if count == 0:
         raise InputError(f"{path.name} contains no decodable video frame: the file is damaged or truncated "
                          f"({_last_error(log)})")
-    stated = round(probe.duration * probe.fps) if probe.duration else 0
+    stated = round(probe.duration * timing.fps) if probe.duration else 0
     wanted = stated if limit is None else min(limit, stated)
     if log.strip() and count < MIN_DECODED_FRACTION * wanted:
         raise InputError(f"{path.name} is damaged or truncated: only {count} of about {wanted} frames decode "
@@ -318,8 +467,11 @@ def write_video(
     yuv420p needs even sides: an odd height or width gets one more row/column, a copy of the
     last one (no scaling, no black bar), so the output is at most 1 px larger. The audio of
     `audio_from`, if it has any, is re-encoded to AAC and cut to the video's duration. The file
-    is written next to `path` and renamed into place, so a failure never leaves half a video;
-    `path` may not be `audio_from` nor any of `protect` (the inputs).
+    is encoded into a hidden file beside `path` and renamed over it only once complete and
+    synced, so an interrupted or failed run leaves the previous file or the new one, never half
+    of one (a failure removes the hidden file). The new file gets the mode any new file gets
+    under the umask (0o666 & ~umask). `path` may not be `audio_from` nor any of `protect` (the
+    inputs).
     """
     path = Path(path)
     frames = np.asarray(frames)
@@ -330,8 +482,7 @@ def write_video(
     for source in ([audio_from] if audio_from is not None else []) + list(protect):
         if _same_file(path, Path(source)):
             raise InputError(f"the output {path} is an input file; choose another output path")
-    frames = _pad_to_even(frames)
-    height, width = frames.shape[1:3]
+    height, width = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
     rate = Fraction(fps).limit_denominator(100000)
     cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(rate),
@@ -344,15 +495,45 @@ def write_video(
             "-c:v", "libx264", "-crf", str(crf), "-preset", "medium", "-pix_fmt", "yuv420p",
             "-movflags", "+faststart", "-f", "mp4"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.mp4", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_file_beside(path)
     try:
         _run_encoder(cmd + [str(tmp)], frames)
+        _sync(tmp)
         os.replace(tmp, path)
+        _sync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _new_file_beside(path: Path) -> Path:
+    """A new, empty, hidden file in `path`'s folder (same file system, so the rename is atomic).
+
+    Created with mode 0o666 like any new file, so the umask alone decides its permissions
+    (mkstemp's 0o600 would make outputs private).
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def _sync(path: Path) -> None:
+    """Flush a file's (or a folder's) data to disk, where the system allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # folders cannot be synced on some systems
+    finally:
+        os.close(fd)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -361,23 +542,33 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _pad_to_even(frames: np.ndarray) -> np.ndarray:
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+def _pad_to_even(frame: np.ndarray) -> np.ndarray:
+    """One frame [H, W, 3] with its last row/column repeated to even sides (per frame: no copy
+    of the whole video)."""
+    pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
     if not (pad_h or pad_w):
-        return frames
-    return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        return frame
+    return np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
 def _run_encoder(cmd: list[str], frames: np.ndarray) -> None:
+    """Pipe the frames (padded to even sides) into ffmpeg; RuntimeError with its reason if it fails.
+    Interrupted (any other exception), ffmpeg is killed rather than left to finish the file."""
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=errors)
         try:
             for frame in frames:
-                proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+                proc.stdin.write(np.ascontiguousarray(_pad_to_even(frame)).tobytes())
         except BrokenPipeError:
             pass
+        except BaseException:
+            proc.kill()
+            raise
         finally:
-            proc.stdin.close()
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
             code = proc.wait()
         errors.seek(0)
         log = errors.read().decode("utf-8", "replace")
@@ -397,8 +588,11 @@ def read_masks(source: MaskSource, video: Video) -> np.ndarray:
     `source` is a mask video, a mask image (png, jpg, webp, bmp, tif: the same mask on every
     frame, e.g. a watermark), or an array [H, W], [T, H, W], [H, W, C] or [T, H, W, C] (bool or
     numbers; C = 3 or 4). A pixel is masked when its luma is > 0 (the released rule: white or
-    any colour = remove, black = keep). An image or array with an alpha channel that is not fully
-    opaque is a sketch layer instead: every non-transparent pixel is masked, whatever its colour.
+    any colour = remove, black = keep), except in a lossily stored file (JPEG, lossy WebP, a
+    lossy video codec) where its brightest channel must reach mid-grey (>= 128), so that
+    compression noise around the edges does not grow the mask. An image or array with an alpha
+    channel that is not fully opaque is a sketch layer instead: every non-transparent pixel is
+    masked, whatever its colour.
 
     Time: a mask video with another frame rate or a few frames more or fewer is aligned by
     time (each video frame takes the mask frame nearest its timestamp, the last one past the
@@ -430,9 +624,10 @@ def _load_masks(source: MaskSource, video: Video) -> tuple[np.ndarray, Optional[
         probe = _probe(path)
         if probe.is_image:
             return _read_mask_image(path)[None], None
-        needed = math.ceil((video.num_frames - 1) / video.fps * probe.fps) + 2
-        frames = _decode_rgb(path, probe, needed)
-        return _luma_nonzero(frames), probe.fps
+        timing = _timing(path, probe, video.duration)
+        needed = math.ceil((video.num_frames - 1) / video.fps * timing.fps) + 2
+        frames = _decode_rgb(path, probe, timing, needed)
+        return _binarize_rgb(frames, lossy=_video_is_lossy(path, probe)), timing.fps
     if hasattr(source, "detach"):  # a torch tensor
         source = source.detach().cpu().numpy()
     if not isinstance(source, np.ndarray):
@@ -453,14 +648,26 @@ def _array_masks(array: np.ndarray) -> np.ndarray:
                      f"got shape {array.shape}")
 
 
-def _colour_masks(array: np.ndarray) -> np.ndarray:
-    """[N, h, w, 3|4] to bool: alpha > 0 when the alpha is not fully opaque, else luma > 0."""
+def _colour_masks(array: np.ndarray, lossy: bool = False) -> np.ndarray:
+    """[N, h, w, 3|4] to bool: alpha > 0 when the alpha is not fully opaque, else the colours'
+    rule (`_binarize_rgb`). Alpha keeps > 0 even in a lossy file: encoders store it losslessly."""
     if array.shape[-1] == 4:
         alpha = array[..., 3]
         opaque = 255 if array.dtype == np.uint8 else 1
         if (alpha < opaque).any():
             return alpha > 0
-    return _luma_nonzero(array[..., :3])
+    return _binarize_rgb(array[..., :3], lossy)
+
+
+def _binarize_rgb(rgb: np.ndarray, lossy: bool) -> np.ndarray:
+    """Lossless: luma > 0 (released). Lossy uint8: brightest channel >= mid-grey, so that
+    compression noise stays out and colour strokes of any hue stay in."""
+    if not lossy or rgb.dtype != np.uint8:
+        return _luma_nonzero(rgb)
+    out = np.empty(rgb.shape[:-1], bool)
+    for i in np.ndindex(rgb.shape[:-3]):  # frame by frame, like _luma_nonzero
+        out[i] = rgb[i].max(axis=-1) >= LOSSY_MASK_LEVEL
+    return out
 
 
 def _luma_nonzero(rgb: np.ndarray) -> np.ndarray:
@@ -479,14 +686,63 @@ def _read_mask_image(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
+            lossy = _image_is_lossy(image, path)
             image = ImageOps.exif_transpose(image)
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                return _colour_masks(np.asarray(image.convert("RGBA"))[None])[0]
+                return _colour_masks(np.asarray(image.convert("RGBA"))[None], lossy)[0]
+            if image.mode == "L" and lossy:
+                return np.asarray(image) >= LOSSY_MASK_LEVEL
             if image.mode in ("1", "L", "I", "I;16", "F"):
                 return np.asarray(image) > 0
-            return _luma_nonzero(np.asarray(image.convert("RGB")))
+            return _binarize_rgb(np.asarray(image.convert("RGB")), lossy)
     except (UnidentifiedImageError, OSError) as error:
         raise InputError(f"{path.name} cannot be read as a mask image: {error}") from None
+
+
+def _image_is_lossy(image, path: Path) -> bool:
+    """JPEG (and JPEG 2000, MPO), JPEG-compressed TIFF, and WebP holding a lossy (VP8) frame."""
+    if image.format in LOSSY_IMAGE_FORMATS:
+        return True
+    if image.format == "TIFF":
+        return "jpeg" in str(image.info.get("compression", ""))
+    if image.format == "WEBP":
+        return _webp_has_lossy_frame(path)
+    return False
+
+
+def _webp_has_lossy_frame(path: Path) -> bool:
+    """Walks the RIFF chunks (animation frames included): a "VP8 " chunk is lossy, "VP8L" lossless."""
+    data = path.read_bytes()
+
+    def walk(start: int, end: int) -> bool:
+        while start + 8 <= end:
+            kind, size = data[start:start + 4], int.from_bytes(data[start + 4:start + 8], "little")
+            body = start + 8
+            if kind == b"VP8 " or (kind == b"ANMF" and walk(body + 16, min(body + size, end))):
+                return True
+            start = body + size + (size & 1)
+        return False
+
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP" and walk(12, len(data))
+
+
+def _video_is_lossy(path: Path, probe: _Probe) -> bool:
+    """Any codec but the always-lossless ones, unless H.264 by x264 at qp 0 or HEVC by x265
+    with `lossless`, as their settings (written in the first frame) say."""
+    if probe.codec in LOSSLESS_VIDEO_CODECS:
+        return False
+    tags = {"h264": b"x264 - core ", "hevc": b"x265 (build "}
+    if probe.codec not in tags:
+        return True
+    with open(path, "rb") as file:
+        head = file.read(ENCODER_SETTINGS_BYTES)
+    at = head.find(tags[probe.codec])
+    if at < 0:
+        return True
+    settings = head[at:at + 4096].split(b"\0")[0].decode("latin-1")
+    if probe.codec == "h264":
+        return not (re.search(r"(?:^| )rc=cqp(?: |$)", settings) and re.search(r"(?:^| )qp=0(?: |$)", settings))
+    return not re.search(r"(?:^| )lossless(?: |$)", settings)
 
 
 def _check_aspect(masks: np.ndarray, video: Video) -> np.ndarray:
