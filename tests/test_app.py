@@ -216,6 +216,18 @@ def test_gpu_time_is_the_cost_models_cuda_estimate_with_margin():
     assert jobs.gpu_seconds(_job(100, 960, 540, settings)) == int(min(jobs.GPU_MAX_S, max(jobs.GPU_MIN_S, expected)))
 
 
+def test_gpu_time_counts_the_lora_swap_when_the_steps_differ_from_the_loaded_ones(monkeypatch):
+    class Loaded:  # the served engine's diffuser carries the 2-step LoRA
+        diffuser = type("Diffuser", (), {"lora_steps": 2})()
+
+    monkeypatch.setattr(jobs, "SERVED", jobs.Served(EngineState(Loaded(), LADDER[0], []), Limits()))
+    two, four = (jobs.gpu_seconds(_job(40, 640, 360, RELEASED.replace(steps=s))) for s in (2, 4))
+    work = jobs.count_work(40, 360, 640, RELEASED.replace(steps=4))
+    assert four == int(jobs.GPU_BASE_S + jobs.GPU_MARGIN * jobs.estimate_seconds(work, RELEASED.replace(steps=4), "cuda")
+                       + jobs.LORA_SWAP_S)
+    assert two < four
+
+
 def _no_checkpoints(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./weights
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -9,6 +9,7 @@ reaches the page as a `gr.Error` carrying its user-facing text, also from inside
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -45,6 +46,9 @@ COMPARE_GAP = 4  # pixels of black between "before" and "after"
 GPU_BASE_S = 20.0  # moving the models onto the GPU and warming up
 GPU_MARGIN = 1.5  # the estimate is a mean; ZeroGPU stops a job at its duration
 GPU_MIN_S, GPU_MAX_S = 30, 300
+LORA_SWAP_S = 15.0
+"""Fusing another step count's PCM LoRA inside the GPU call: reading it and unet_main's patched
+base tensors back from disk (an estimate: each ZeroGPU worker starts from the loaded LoRA)."""
 OUT_OF_MEMORY = "Out of memory: lower 'Maximum size' or 'Maximum seconds' and try again."
 
 
@@ -79,11 +83,15 @@ class Job:
 def gpu_seconds(job: Job, progress: Any = None) -> int:
     """ZeroGPU duration to reserve: the cost model's CUDA estimate with a margin, within bounds.
 
-    Covers the prior, pre-inference, DDIM inversion, the VAE passes and the denoiser windows.
+    Covers the prior, pre-inference, DDIM inversion, the VAE passes and the denoiser windows, and
+    the PCM LoRA swap when the request's step count is not the loaded one.
     """
     clip = job.clip
     work = count_work(clip.num_frames, clip.height, clip.width, job.settings)
     seconds = GPU_BASE_S + GPU_MARGIN * estimate_seconds(work, job.settings, "cuda")
+    diffuser = SERVED.state.eraser.diffuser if SERVED is not None else None
+    if job.settings.diffusion and diffuser is not None and diffuser.lora_steps != job.settings.steps:
+        seconds += LORA_SWAP_S
     return int(min(GPU_MAX_S, max(GPU_MIN_S, seconds)))
 
 
@@ -105,12 +113,30 @@ def page_error(error: BaseException) -> Exception:
     if isinstance(error, gr.Error):
         return error
     if isinstance(error, UserError):
-        return gr.Error(str(error), print_exception=False)
+        return gr.Error(hide_paths(str(error)), print_exception=False)
     if isinstance(error, torch.OutOfMemoryError):
         return gr.Error(OUT_OF_MEMORY, print_exception=False)
     log.error("erase failed", exc_info=error)
     return gr.Error(f"Something went wrong while erasing ({type(error).__name__}). "
                     "Try other settings; if it persists, report it.", print_exception=False)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w./\\~-])(?:/(?!/)|[A-Za-z]:\\)[^\s'\"`,;()\[\]{}<>|]+")
+"""An absolute path in a message (POSIX or Windows, ffmpeg's "file:/..." included), not a URL's
+path ("https://...") nor a relative one."""
+
+
+def hide_paths(text: str) -> str:
+    """`text` with each absolute path replaced by its file name: messages about uploads (held in the
+    server's temporary folders) or checkpoints must not show where the server keeps its files."""
+
+    def file_name(found: re.Match) -> str:
+        path = found.group(0)
+        kept = path.rstrip(".:")  # a full stop or colon after the path is the sentence's
+        name = re.split(r"[\\/]", kept.rstrip("/\\"))[-1]
+        return (name or kept) + path[len(kept):]
+
+    return _ABSOLUTE_PATH.sub(file_name, text)
 
 
 def erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], progress: Any = None):
