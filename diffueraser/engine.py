@@ -10,6 +10,7 @@ import copy
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Union
 
@@ -18,7 +19,8 @@ import torch
 
 from . import masks as mask_ops
 from . import media
-from .errors import InputError
+from .errors import InputError, UserError
+from .outputs import check_outputs
 from .prior import Prior
 from .progress import MASKS, READING, SAVING, WRITING, Progress, ProgressFn, silent
 from .settings import Settings
@@ -76,17 +78,40 @@ class EraseResult:
     seed: int
     source: Optional[Path] = None
     """The input video file, whose audio track `save` carries over."""
+    source_duration: Optional[float] = None
+    """Seconds of the whole input video as its file states them (None: unknown). More than
+    `duration` when `max_seconds` trimmed the video; read from `source` when not given."""
+
+    def __post_init__(self) -> None:
+        if self.source_duration is None and self.source is not None:
+            try:
+                self.source_duration = media.probe(self.source).duration
+            except (UserError, OSError):  # the source is gone or unreadable: the length stays unknown
+                pass
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video processed (and written by `save`)."""
+        return len(self.frames) / self.fps
 
     def save(self, path: Union[str, Path], audio_from: Optional[Union[str, Path]] = None) -> Path:
-        """Write the result as H.264 mp4, with the audio of `audio_from` (default: the input)."""
+        """Write the result as H.264 mp4, with the audio of `audio_from` (default: the input).
+
+        Refused (InputError) when `path` is the input video or `audio_from`, a folder, or not .mp4.
+        """
         audio = audio_from if audio_from is not None else self.source
-        return media.write_video(path, self.frames, self.fps, audio_from=audio)
+        check_outputs({"input video": self.source, "audio source": audio}, {"output": path}, create_folders=True)
+        return media.write_video(path, self.frames, self.fps, audio_from=audio, protect=self._inputs())
 
     def save_prior(self, path: Union[str, Path]) -> Path:
-        """Write the prior's completion as H.264 mp4 (no audio)."""
+        """Write the prior's completion as H.264 mp4 (no audio); refused like `save`."""
         if self.prior is None:
             raise InputError("this result has no prior video (prior 'none')")
-        return media.write_video(path, self.prior, self.fps)
+        check_outputs({"input video": self.source}, {"prior output": path}, create_folders=True)
+        return media.write_video(path, self.prior, self.fps, protect=self._inputs())
+
+    def _inputs(self) -> list[Path]:
+        return [] if self.source is None else [self.source]
 
 
 @contextmanager
@@ -123,6 +148,7 @@ class Eraser:
         local_files_only: bool = False,
     ) -> "Eraser":
         """Resolve and load every checkpoint the settings need (CheckpointError names what is missing)."""
+        _check_settings(settings)
         eraser = cls(settings, weights_dir=weights_dir, local_files_only=local_files_only)
         eraser.load(eraser.settings)
         return eraser
@@ -177,6 +203,7 @@ class Eraser:
         `progress` gets every stage's reports in data-flow order: reading, masks, prior,
         diffusion, decoding, writing (see `progress.py`); None: no reports.
         """
+        _check_arguments(video, mask, settings, progress)
         progress = silent if progress is None else progress
         s = settings or self.settings
         self.load(s)
@@ -187,9 +214,12 @@ class Eraser:
             holes_full = media.read_masks(mask, clip)
 
         with _stage(progress, MASKS):
-            size = mask_ops.working_size(*clip.frames.shape[1:3], max_size=s.max_size)
-            frames = mask_ops.resize_frames(clip.frames, size)
-            holes = mask_ops.resize_masks(holes_full, size)
+            full = tuple(clip.frames.shape[1:3])
+            size = mask_ops.working_size(*full, max_size=s.max_size)
+            # At the input size nothing is resized or copied: the stages below never write into their inputs.
+            frames = clip.frames if size == full else mask_ops.resize_frames(clip.frames, size)
+            holes = holes_full if size == full else mask_ops.resize_masks(holes_full, size)
+            del holes_full
             dilated = mask_ops.dilate_masks(holes, s.mask_dilation)
 
         prior = None
@@ -201,32 +231,82 @@ class Eraser:
             generated = prior
 
         with _stage(progress, WRITING):
-            used = mask_ops.resize_masks(dilated, clip.frames.shape[1:3])
-            blend = mask_ops.blend_masks(used) if s.blended else used.astype(np.uint8) * mask_ops.MASK_ON
-            out = self._paste(clip.frames, generated, blend)
-            prior_full = None if prior is None else self._paste(clip.frames, prior, blend)
-        return EraseResult(frames=out, prior=prior_full, masks=used, fps=clip.fps, seed=seed, source=clip.source)
+            used = dilated if size == full else mask_ops.resize_masks(dilated, full)
+            # Prior only, the result is the prior's paste: one array serves as both.
+            layers = [generated] if prior is None or prior is generated else [generated, prior]
+            pasted = self._paste(clip.frames, layers, used, s.blended)
+            prior_full = None if prior is None else pasted[-1]
+        return EraseResult(frames=pasted[0], prior=prior_full, masks=used, fps=clip.fps, seed=seed,
+                           source=clip.source)
 
     @staticmethod
-    def _paste(original: np.ndarray, generated: np.ndarray, blend: np.ndarray) -> np.ndarray:
-        """Working-size frames pasted into the input-size frames through the uint8 blend mask."""
-        if generated.shape[1:3] != original.shape[1:3]:
-            generated = mask_ops.resize_frames(generated, original.shape[1:3])
-        return mask_ops.compose(generated, original, blend)
+    def _paste(original: np.ndarray, layers: list[np.ndarray], holes: np.ndarray, blended: bool) -> list[np.ndarray]:
+        """Each layer's working-size frames pasted into the input-size frames, one frame at a time.
+
+        Per frame the blend mask is made on the hole's box only and only that box is composed;
+        the rest is the input frame, copied (a frame with an empty hole is the input frame, and
+        its layer frames are not resized). Nothing of the size of the video is made but the
+        outputs, so memory stays at the outputs plus a frame's worth.
+        """
+        size = original.shape[1:3]
+        outs = [np.empty_like(original) for _ in layers]
+        for t, frame in enumerate(original):
+            region = mask_ops.blend_box(holes[t], blended)
+            for out, layer in zip(outs, layers):
+                out[t] = frame
+                if region is None:
+                    continue
+                rows, cols, blend = region
+                fill = layer[t] if layer.shape[1:3] == size else mask_ops.resize_frames(layer[t:t + 1], size)[0]
+                out[t, rows, cols] = mask_ops.compose(fill[rows, cols], frame[rows, cols], blend)
+        return outs
 
 
 def erase(
-    video: Union[str, Path],
+    video: VideoInput,
     mask: MaskInput,
     output: Union[str, Path],
     settings: Optional[Settings] = None,
     progress: Optional[ProgressFn] = None,
     weights_dir: Optional[Union[str, Path]] = None,
 ) -> EraseResult:
-    """One call: load what the settings need, erase, write `output` (audio kept, reported as "saving")."""
+    """One call: load what the settings need, erase, write `output` (audio kept, reported as "saving").
+
+    Everything is checked before any model is loaded: the arguments' types, and that `output` is
+    a writable .mp4 path that is neither the video nor the mask (InputError naming both).
+    """
+    _check_arguments(video, mask, settings, progress)
+    inputs = {"input video": video if not isinstance(video, media.Video) else video.source,
+              "mask": mask if isinstance(mask, (str, PathLike)) else None}
+    check_outputs(inputs, {"output": output})
     progress = silent if progress is None else progress
     eraser = Eraser.from_pretrained(settings, weights_dir=weights_dir)
     result = eraser(video, mask, progress=progress)
     with _stage(progress, SAVING):
-        result.save(output, audio_from=video)
+        result.save(output)  # with the audio of the input video (`result.source`)
     return result
+
+
+def _check_settings(settings: object) -> None:
+    """InputError unless `settings` is None or a Settings (a dict or keywords are a common slip)."""
+    if settings is not None and not isinstance(settings, Settings):
+        hint = " (for a dict, use Settings.from_dict(...))" if isinstance(settings, dict) else ""
+        raise InputError(f"settings must be a diffueraser.Settings, e.g. Settings(steps=4), "
+                         f"got {type(settings).__name__}{hint}")
+
+
+def _check_arguments(video: object, mask: object, settings: object, progress: object) -> None:
+    """InputError naming the argument when one is not of a type `Eraser.__call__` takes; values are
+    checked where they are read (`media`, `Settings`)."""
+    if not isinstance(video, (str, PathLike, media.Video)):
+        raise InputError(f"video must be a file path (str or pathlib.Path) or a media.Video, "
+                         f"got {type(video).__name__}")
+    if not isinstance(mask, (str, PathLike, np.ndarray, torch.Tensor)):
+        raise InputError(f"mask must be a file path (str or pathlib.Path) or a numpy array "
+                         f"(bool or uint8, [H, W] or [T, H, W]), got {type(mask).__name__}")
+    for name, value in (("video", video), ("mask", mask)):
+        if isinstance(value, str) and not value.strip():
+            raise InputError(f"{name} is an empty path; give the {name} file")
+    _check_settings(settings)
+    if progress is not None and not callable(progress):
+        raise InputError(f"progress must be a function taking a Progress, or None, got {type(progress).__name__}")

