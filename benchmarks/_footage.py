@@ -85,3 +85,13 @@ def paint_object(frames: np.ndarray, masks: np.ndarray, seed: int = 0) -> np.nda
     painted = np.clip(colour + noise, 0, 255).astype(np.uint8)
     out[masks] = painted[masks]
     return out
+
+
+def moving_box_masks(count: int, height: int, width: int) -> np.ndarray:
+    """bool [T, H, W]: an object-sized box (1/5 of each side) crossing the frame left to right."""
+    masks = np.zeros((count, height, width), bool)
+    bh, bw = height // 5, width // 5
+    for t in range(count):
+        x = int((width - bw) * t / max(count - 1, 1))
+        masks[t, height // 3 : height // 3 + bh, x : x + bw] = True
+    return masks

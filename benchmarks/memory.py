@@ -50,18 +50,6 @@ def make_clip(height: int, width: int, frames: int, fps: float) -> Path:
     return dst
 
 
-def moving_box(count: int, height: int, width: int):
-    """bool [T, H, W]: a box of 1/5 of each side crossing the frame left to right."""
-    import numpy as np
-
-    masks = np.zeros((count, height, width), bool)
-    bh, bw = height // 5, width // 5
-    for t in range(count):
-        x = int((width - bw) * t / max(count - 1, 1))
-        masks[t, height // 3:height // 3 + bh, x:x + bw] = True
-    return masks
-
-
 def _status(field: str) -> int:
     """A /proc/self/status memory field in bytes (VmRSS: now, VmHWM: peak since the last reset)."""
     with open("/proc/self/status") as f:
@@ -115,7 +103,9 @@ def main() -> None:
 
     from diffueraser import Eraser, Settings
 
-    masks = moving_box(args.frames, args.height, args.width)
+    from _footage import moving_box_masks
+
+    masks = moving_box_masks(args.frames, args.height, args.width)
     settings = Settings(diffusion=False, prior=args.prior, device="cpu", seed=0, max_seconds=None)
     if args.limit_gib:
         cap = int(args.limit_gib * GIB)
