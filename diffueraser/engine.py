@@ -19,7 +19,7 @@ import torch
 
 from . import masks as mask_ops
 from . import media
-from .errors import InputError, UserError
+from .errors import InputError
 from .outputs import check_outputs
 from .prior import Prior
 from .progress import MASKS, READING, SAVING, WRITING, Progress, ProgressFn, silent
@@ -80,14 +80,7 @@ class EraseResult:
     """The input video file, whose audio track `save` carries over."""
     source_duration: Optional[float] = None
     """Seconds of the whole input video as its file states them (None: unknown). More than
-    `duration` when `max_seconds` trimmed the video; read from `source` when not given."""
-
-    def __post_init__(self) -> None:
-        if self.source_duration is None and self.source is not None:
-            try:
-                self.source_duration = media.probe(self.source).duration
-            except (UserError, OSError):  # the source is gone or unreadable: the length stays unknown
-                pass
+    `duration` when `max_seconds` trimmed the video."""
 
     @property
     def duration(self) -> float:
@@ -237,7 +230,7 @@ class Eraser:
             pasted = self._paste(clip.frames, layers, used, s.blended)
             prior_full = None if prior is None else pasted[-1]
         return EraseResult(frames=pasted[0], prior=prior_full, masks=used, fps=clip.fps, seed=seed,
-                           source=clip.source)
+                           source=clip.source, source_duration=clip.source_duration)
 
     @staticmethod
     def _paste(original: np.ndarray, layers: list[np.ndarray], holes: np.ndarray, blended: bool) -> list[np.ndarray]:

@@ -14,10 +14,6 @@ class UserError(Exception):
     exit_code = 1
     """The command line's exit status for this kind of error."""
 
-    @property
-    def message(self) -> str:
-        return str(self)
-
 
 class InputError(UserError, ValueError):
     """Something the user gave (a file, a mask, a setting) cannot be used; the message says why."""

