@@ -1,7 +1,9 @@
-"""Command line: `python -m diffueraser VIDEO MASK -o OUT [options]`."""
+"""Command line: `python -m diffueraser VIDEO MASK -o OUT [options]` erases; `python -m diffueraser
+mask ...` makes a mask, `python -m diffueraser batch ...` works through many videos."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -15,6 +17,8 @@ from .settings import Settings, is_optional, kind, knobs
 EXIT_BAD_INPUT = InputError.exit_code
 EXIT_MISSING_CHECKPOINT = CheckpointError.exit_code
 EXIT_DEVICE = DeviceError.exit_code
+# Subcommands live with what they drive; each module has `main(argv) -> int`.
+SUBCOMMANDS = {"mask": "diffueraser.select.command", "batch": "diffueraser.batch.command"}
 OUT_OF_MEMORY = "out of memory while erasing ({}); lower --max-size or --max-seconds, or use another --device"
 
 
@@ -77,6 +81,9 @@ def trimmed_note(result: Any, settings: Settings) -> Optional[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0, or the UserError's `exit_code`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_dict({f.name: getattr(args, f.name) for f in fields(Settings)})
