@@ -89,9 +89,13 @@ def paint_object(frames: np.ndarray, masks: np.ndarray, seed: int = 0) -> np.nda
 
 def moving_box_masks(count: int, height: int, width: int) -> np.ndarray:
     """bool [T, H, W]: an object-sized box (1/5 of each side) crossing the frame left to right."""
-    masks = np.zeros((count, height, width), bool)
+    return np.stack([moving_box_mask(t, count, height, width) for t in range(count)])
+
+
+def moving_box_mask(t: int, count: int, height: int, width: int) -> np.ndarray:
+    """Frame t of `moving_box_masks`, alone (for videos too long to hold their masks)."""
+    mask = np.zeros((height, width), bool)
     bh, bw = height // 5, width // 5
-    for t in range(count):
-        x = int((width - bw) * t / max(count - 1, 1))
-        masks[t, height // 3 : height // 3 + bh, x : x + bw] = True
-    return masks
+    x = int((width - bw) * t / max(count - 1, 1))
+    mask[height // 3 : height // 3 + bh, x : x + bw] = True
+    return mask

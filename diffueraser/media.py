@@ -30,6 +30,7 @@ the released rule; an alpha channel that is not fully opaque (a sketch layer) is
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -39,7 +40,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -167,11 +168,7 @@ def read_video(path: PathLike, max_seconds: Optional[float] = None, max_frames: 
     if probe.is_image:
         raise InputError(f"{path.name} is an image, not a video: give a video file (mp4, mov, webm, mkv, avi)")
     timing = _timing(path, probe, max_seconds)
-    limit = max_frames
-    if max_seconds is not None:
-        by_time = max(1, int(max_seconds * timing.fps))
-        limit = by_time if limit is None else min(limit, by_time)
-    frames = _decode_rgb(path, probe, timing, limit)
+    frames = _decode_rgb(path, probe, timing, _frame_limit(timing.fps, max_seconds, max_frames))
     return Video(frames=frames, fps=timing.fps, source=path, has_audio=probe.has_audio,
                  source_duration=probe.duration)
 
@@ -398,10 +395,8 @@ def _log_lines(log: str) -> list[str]:
     return [l for l in lines if l]
 
 
-def _decode_rgb(path: Path, probe: _Probe, timing: _Timing, limit: Optional[int]) -> np.ndarray:
-    """All frames (or the first `limit`) as uint8 [T, H, W, 3], read from ffmpeg's pipe straight
-    into preallocated memory (sized from the stated duration, grown if the file holds more).
-    A variable-rate stream is resampled to `timing.resample` on the way."""
+def _decode_command(path: Path, timing: _Timing, limit: Optional[int]) -> list[str]:
+    """ffmpeg decoding the first video stream to raw RGB on stdout (resampled when variable-rate)."""
     cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", _input_arg(path),
            "-map", "0:V:0", "-an", "-sn", "-dn"]
     if timing.resample:
@@ -409,13 +404,31 @@ def _decode_rgb(path: Path, probe: _Probe, timing: _Timing, limit: Optional[int]
     cmd += ["-fps_mode", "passthrough"]
     if limit is not None:
         cmd += ["-frames:v", str(limit)]
-    cmd += ["-sws_flags", ACCURATE_SWSCALE, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    return cmd + ["-sws_flags", ACCURATE_SWSCALE, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+
+
+def _check_decoded(path: Path, count: int, log: str, probe: _Probe, timing: _Timing, limit: Optional[int]) -> None:
+    """InputError when nothing decoded, or far fewer frames than stated with decoder errors."""
+    if count == 0:
+        raise InputError(f"{path.name} contains no decodable video frame: the file is damaged or truncated "
+                         f"({_last_error(log)})")
+    stated = round(probe.duration * timing.fps) if probe.duration else 0
+    wanted = stated if limit is None else min(limit, stated)
+    if log.strip() and count < MIN_DECODED_FRACTION * wanted:
+        raise InputError(f"{path.name} is damaged or truncated: only {count} of about {wanted} frames decode "
+                         f"({_first_line(log)})")
+
+
+def _decode_rgb(path: Path, probe: _Probe, timing: _Timing, limit: Optional[int]) -> np.ndarray:
+    """All frames (or the first `limit`) as uint8 [T, H, W, 3], read from ffmpeg's pipe straight
+    into preallocated memory (sized from the stated duration, grown if the file holds more).
+    A variable-rate stream is resampled to `timing.resample` on the way."""
     expected = max(1, math.ceil(probe.duration * timing.fps) + 1) if probe.duration else 64
     capacity = expected if limit is None else min(limit, expected)
     blocks: list[np.ndarray] = []
     count = in_block = 0
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        proc = subprocess.Popen(_decode_command(path, timing, limit), stdout=subprocess.PIPE, stderr=errors)
         try:
             while limit is None or count < limit:
                 if not blocks or in_block == len(blocks[-1]):
@@ -429,18 +442,71 @@ def _decode_rgb(path: Path, probe: _Probe, timing: _Timing, limit: Optional[int]
             proc.wait()
         errors.seek(0)
         log = errors.read().decode("utf-8", "replace")
-    if count == 0:
-        raise InputError(f"{path.name} contains no decodable video frame: the file is damaged or truncated "
-                         f"({_last_error(log)})")
-    stated = round(probe.duration * timing.fps) if probe.duration else 0
-    wanted = stated if limit is None else min(limit, stated)
-    if log.strip() and count < MIN_DECODED_FRACTION * wanted:
-        raise InputError(f"{path.name} is damaged or truncated: only {count} of about {wanted} frames decode "
-                         f"({_first_line(log)})")
+    _check_decoded(path, count, log, probe, timing, limit)
     if len(blocks) > 1:
         return np.concatenate(blocks[:-1] + [blocks[-1][:in_block]])
     # Keep the buffer when the duration's estimate was close; else give the slack back.
     return blocks[0][:count] if count >= 0.9 * len(blocks[0]) else blocks[0][:count].copy()
+
+
+def _stream_rgb(path: Path, probe: _Probe, timing: _Timing, limit: Optional[int]) -> Iterator[np.ndarray]:
+    """The frames `_decode_rgb` gives, one new uint8 [H, W, 3] array at a time (checked at the end).
+    Closing the generator early stops ffmpeg."""
+    count = 0
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(_decode_command(path, timing, limit), stdout=subprocess.PIPE, stderr=errors)
+        try:
+            while limit is None or count < limit:
+                frame = np.empty((probe.height, probe.width, 3), np.uint8)
+                if not _read_exactly(proc.stdout, frame):
+                    break
+                count += 1
+                yield frame
+        finally:
+            if proc.poll() is None and (limit is None or count < limit):
+                proc.kill()  # stopped early (or failed): ffmpeg is not left decoding into a full pipe
+            proc.stdout.close()
+            proc.wait()
+        errors.seek(0)
+        log = errors.read().decode("utf-8", "replace")
+    _check_decoded(path, count, log, probe, timing, limit)
+
+
+class VideoStream:
+    """A video file opened to be read one frame at a time: the frames `read_video` gives, in
+    order, without holding more than one. Probed (and refused if it is not a video) on opening."""
+
+    def __init__(self, path: PathLike, max_seconds: Optional[float] = None, max_frames: Optional[int] = None) -> None:
+        self.source = _existing_file(path, "video")
+        self._probe = _probe(self.source)
+        if self._probe.is_image:
+            raise InputError(f"{self.source.name} is an image, not a video: give a video file (mp4, mov, webm, mkv, avi)")
+        self._timing = _timing(self.source, self._probe, max_seconds)
+        self.limit = _frame_limit(self._timing.fps, max_seconds, max_frames)
+        self.fps = self._timing.fps
+        self.height, self.width = self._probe.height, self._probe.width
+        self.has_audio = self._probe.has_audio
+        self.source_duration = self._probe.duration
+
+    @property
+    def expected_frames(self) -> int:
+        """Frames the stated duration (and the limits) promise; the decoded count may differ a little."""
+        stated = max(1, round((self.source_duration or 0.0) * self.fps))
+        return stated if self.limit is None else min(self.limit, stated)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return _stream_rgb(self.source, self._probe, self._timing, self.limit)
+
+
+def _frame_limit(fps: float, max_seconds: Optional[float], max_frames: Optional[int]) -> Optional[int]:
+    """How many frames `max_seconds` and `max_frames` let through (None: all)."""
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    limit = max_frames
+    if max_seconds is not None:
+        by_time = max(1, int(max_seconds * fps))
+        limit = by_time if limit is None else min(limit, by_time)
+    return limit
 
 
 def _read_exactly(stream, frame: np.ndarray) -> bool:
@@ -466,48 +532,141 @@ def write_video(
     crf: int = DEFAULT_CRF,
     protect: Iterable[PathLike] = (),
 ) -> Path:
-    """Encode uint8 RGB frames [T, H, W, 3] as H.264 yuv420p mp4 with `+faststart`.
-
-    yuv420p needs even sides: an odd height or width gets one more row/column, a copy of the
-    last one (no scaling, no black bar), so the output is at most 1 px larger. The audio of
-    `audio_from`, if it has any, is re-encoded to AAC and cut to the video's duration. The file
-    is encoded into a hidden file beside `path` and renamed over it only once complete and
-    synced, so an interrupted or failed run leaves the previous file or the new one, never half
-    of one (a failure removes the hidden file). The new file gets the mode any new file gets
-    under the umask (0o666 & ~umask). `path` may not be `audio_from` nor any of `protect` (the
-    inputs).
-    """
-    path = Path(path)
+    """Encode uint8 RGB frames [T, H, W, 3] as H.264 yuv420p mp4 with `+faststart` (see `VideoWriter`)."""
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
         raise ValueError(f"frames must be uint8 [T, H, W, 3] with T >= 1, got {frames.dtype} {frames.shape}")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps!r}")
-    for source in ([audio_from] if audio_from is not None else []) + list(protect):
-        if _same_file(path, Path(source)):
-            raise InputError(f"the output {path} is an input file; choose another output path")
-    height, width = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
-    rate = Fraction(fps).limit_denominator(100000)
-    cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(rate),
-           "-i", "pipe:0"]
-    if audio_from is not None:
-        cmd += ["-t", f"{len(frames) / fps:.6f}", "-i", _input_arg(Path(audio_from)),
-                "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-b:a", AUDIO_BITRATE]
-    cmd += ["-vf", f"scale=out_color_matrix=bt709:out_range=tv:flags={ACCURATE_SWSCALE},format=yuv420p,"
-            "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
-            "-c:v", "libx264", "-crf", str(crf), "-preset", "medium", "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart", "-f", "mp4"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_file_beside(path)
-    try:
-        _run_encoder(cmd + [str(tmp)], frames)
-        _sync(tmp)
-        os.replace(tmp, path)
-        _sync(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with VideoWriter(path, fps, audio_from=audio_from, crf=crf, protect=protect) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return writer.path
+
+
+class VideoWriter:
+    """An H.264 yuv420p mp4 (`+faststart`) fed one uint8 RGB frame [H, W, 3] at a time.
+
+    yuv420p needs even sides: an odd height or width gets one more row/column, a copy of the
+    last one (no scaling, no black bar), so the output is at most 1 px larger. The audio of
+    `audio_from`, if it has any, is re-encoded to AAC and cut to the video's duration (a second,
+    stream-copy pass once the frame count is known). Everything is encoded into hidden files
+    beside `path`; the result is renamed over `path` only when `close` finds it complete and
+    synced, so an interrupted or failed run leaves the previous file or the new one, never half
+    of one. The new file gets the mode any new file gets under the umask (0o666 & ~umask).
+    `path` may not be `audio_from` nor any of `protect` (the inputs). Use it as a context
+    manager: leaving on an exception discards the partial file.
+    """
+
+    def __init__(self, path: PathLike, fps: float, audio_from: Optional[PathLike] = None, crf: int = DEFAULT_CRF,
+                 protect: Iterable[PathLike] = ()) -> None:
+        self.path = Path(path)
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps!r}")
+        for source in ([audio_from] if audio_from is not None else []) + list(protect):
+            if _same_file(self.path, Path(source)):
+                raise InputError(f"the output {self.path} is an input file; choose another output path")
+        self.fps, self.audio_from, self.crf = fps, audio_from, crf
+        self.frames = 0
+        self.size: Optional[tuple[int, int]] = None
+        self._proc: Optional[subprocess.Popen] = None
+        self._errors = None
+        self._tmp: Optional[Path] = None
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame; every frame must have the first one's size."""
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
+            raise ValueError(f"a frame must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
+        if self._proc is None:
+            self._start(frame.shape[:2])
+        elif frame.shape[:2] != self.size:
+            raise ValueError(f"frame {self.frames} is {frame.shape[1]}x{frame.shape[0]}, "
+                             f"the first was {self.size[1]}x{self.size[0]}")
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(_pad_to_even(frame)).tobytes())
+        except BrokenPipeError:
+            pass  # ffmpeg stopped: `close` reports its reason
+        self.frames += 1
+
+    def _start(self, size: tuple[int, int]) -> None:
+        self.size = size
+        height, width = size[0] + size[0] % 2, size[1] + size[1] % 2
+        rate = Fraction(self.fps).limit_denominator(100000)
+        cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(rate),
+               "-i", "pipe:0",
+               "-vf", f"scale=out_color_matrix=bt709:out_range=tv:flags={ACCURATE_SWSCALE},format=yuv420p,"
+               "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
+               "-c:v", "libx264", "-crf", str(self.crf), "-preset", "medium", "-pix_fmt", "yuv420p",
+               "-movflags", "+faststart", "-f", "mp4"]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = _new_file_beside(self.path)
+        self._errors = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd + [str(self._tmp)], stdin=subprocess.PIPE, stderr=self._errors)
+
+    def close(self) -> Path:
+        """Finish the file and put it in place; RuntimeError with ffmpeg's reason if it failed."""
+        if self._proc is None:
+            raise ValueError(f"no frame was written to {self.path}")
+        try:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            code = self._proc.wait()
+            self._errors.seek(0)
+            log = self._errors.read().decode("utf-8", "replace")
+            if code != 0:
+                raise RuntimeError(f"ffmpeg could not write the video: {_last_error(log)}")
+            if self.audio_from is not None:
+                self._add_audio()
+            _sync(self._tmp)
+            os.replace(self._tmp, self.path)
+            _sync(self.path.parent)
+        finally:
+            self._cleanup()
+        return self.path
+
+    def _add_audio(self) -> None:
+        """Copy the video stream and add `audio_from`'s audio (if any) cut to the video's length."""
+        muxed = _new_file_beside(self.path)
+        try:
+            cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(self._tmp),
+                   "-t", f"{self.frames / self.fps:.6f}", "-i", _input_arg(Path(self.audio_from)),
+                   "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE,
+                   "-movflags", "+faststart", "-f", "mp4", str(muxed)]
+            done = subprocess.run(cmd, capture_output=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"ffmpeg could not write the video: {_last_error(done.stderr.decode('utf-8', 'replace'))}")
+            os.replace(muxed, self._tmp)
+        finally:
+            muxed.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Stop encoding and remove the partial file; the previous `path`, if any, is untouched."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
+        if self._proc is not None and self._proc.stdin and not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def _new_file_beside(path: Path) -> Path:
@@ -555,31 +714,6 @@ def _pad_to_even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
-def _run_encoder(cmd: list[str], frames: np.ndarray) -> None:
-    """Pipe the frames (padded to even sides) into ffmpeg; RuntimeError with its reason if it fails.
-    Interrupted (any other exception), ffmpeg is killed rather than left to finish the file."""
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=errors)
-        try:
-            for frame in frames:
-                proc.stdin.write(np.ascontiguousarray(_pad_to_even(frame)).tobytes())
-        except BrokenPipeError:
-            pass
-        except BaseException:
-            proc.kill()
-            raise
-        finally:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            code = proc.wait()
-        errors.seek(0)
-        log = errors.read().decode("utf-8", "replace")
-    if code != 0:
-        raise RuntimeError(f"ffmpeg could not write the video: {_last_error(log)}")
-
-
 # ---------------------------------------------------------------------------- masks
 
 
@@ -605,15 +739,11 @@ def read_masks(source: MaskSource, video: Video) -> np.ndarray:
     the video's shape but another size is resized (nearest); another aspect ratio is refused.
     """
     masks, mask_fps = _load_masks(source, video)
-    masks = _check_aspect(masks, video)
-    masks = masks[_time_alignment(len(masks), mask_fps, video)] if len(masks) > 1 else masks
+    _check_aspect(masks.shape[1:], (video.height, video.width))
+    if len(masks) > 1:
+        masks = masks[_time_alignment(len(masks), mask_fps or video.fps, video.fps, video.num_frames)]
     masks = resize_masks(masks, (video.height, video.width))
-    if not masks.any():
-        raise InputError("the mask is empty: no pixel is marked for removal in any frame "
-                         "(white or painted = remove, black = keep)")
-    if masks.all():
-        raise InputError("the mask covers every pixel of every frame: nothing is left to fill the holes "
-                         "from (white = remove, black = keep)")
+    _check_coverage(masks.any(), masks.all())
     if len(masks) == 1:
         masks = np.repeat(masks, video.num_frames, axis=0)
     return masks
@@ -632,11 +762,15 @@ def _load_masks(source: MaskSource, video: Video) -> tuple[np.ndarray, Optional[
         needed = math.ceil((video.num_frames - 1) / video.fps * timing.fps) + 2
         frames = _decode_rgb(path, probe, timing, needed)
         return _binarize_rgb(frames, lossy=_video_is_lossy(path, probe)), timing.fps
+    return _mask_array(source), None
+
+
+def _mask_array(source: object) -> np.ndarray:
     if hasattr(source, "detach"):  # a torch tensor
         source = source.detach().cpu().numpy()
     if not isinstance(source, np.ndarray):
         raise InputError(f"a mask must be a file path or an array, got {type(source).__name__}")
-    return _array_masks(source), None
+    return _array_masks(source)
 
 
 def _array_masks(array: np.ndarray) -> np.ndarray:
@@ -749,32 +883,113 @@ def _video_is_lossy(path: Path, probe: _Probe) -> bool:
     return not re.search(r"(?:^| )lossless(?: |$)", settings)
 
 
-def _check_aspect(masks: np.ndarray, video: Video) -> np.ndarray:
-    mh, mw = masks.shape[1:]
-    vh, vw = video.height, video.width
+def _check_coverage(anything: bool, everything: bool) -> None:
+    if not anything:
+        raise InputError("the mask is empty: no pixel is marked for removal in any frame "
+                         "(white or painted = remove, black = keep)")
+    if everything:
+        raise InputError("the mask covers every pixel of every frame: nothing is left to fill the holes "
+                         "from (white = remove, black = keep)")
+
+
+def _check_aspect(mask_size: tuple[int, int], video_size: tuple[int, int]) -> None:
+    """InputError when a mask of (height, width) cannot be scaled onto a video of that size."""
+    (mh, mw), (vh, vw) = mask_size, video_size
     if (mh, mw) == (vh, vw):
-        return masks
+        return
     relative = abs((mw / mh) / (vw / vh) - 1)
     # Some scale s must make both sides match to within a pixel of rounding.
     low, high = max((mw - 1) / vw, (mh - 1) / vh), min((mw + 1) / vw, (mh + 1) / vh)
     if relative > ASPECT_TOLERANCE and low > high:
         raise InputError(f"the mask is {mw}x{mh} but the video is {vw}x{vh}: their aspect ratios differ, "
                          f"so the mask cannot be scaled onto the video")
-    return masks
 
 
-def _time_alignment(n_mask: int, mask_fps: Optional[float], video: Video) -> np.ndarray:
+def _time_alignment(n_mask: int, mask_fps: float, video_fps: float, video_frames: int) -> np.ndarray:
     """For each video frame, the mask frame nearest in time (the earlier one on a tie).
 
     Nearest rather than "last shown": a mask made for the same frames but labelled 24 fps on
     a 23.976 fps video would otherwise lag by one frame from the second frame on.
     """
-    fps = video.fps if mask_fps is None else mask_fps
-    mask_seconds = n_mask / fps
-    if mask_seconds < MIN_MASK_COVERAGE * video.duration:
+    mask_seconds, video_seconds = n_mask / mask_fps, video_frames / video_fps
+    if mask_seconds < MIN_MASK_COVERAGE * video_seconds:
         raise InputError(
-            f"the mask is shorter than the video: the mask has {n_mask} frames at {fps:.3f} fps "
-            f"({mask_seconds:.2f} s), the video {video.num_frames} frames at {video.fps:.3f} fps "
-            f"({video.duration:.2f} s); the mask must cover the whole video")
-    times = np.arange(video.num_frames) * (fps / video.fps)
+            f"the mask is shorter than the video: the mask has {n_mask} frames at {mask_fps:.3f} fps "
+            f"({mask_seconds:.2f} s), the video {video_frames} frames at {video_fps:.3f} fps "
+            f"({video_seconds:.2f} s); the mask must cover the whole video")
+    return _mask_index(np.arange(video_frames), n_mask, mask_fps, video_fps)
+
+
+def _mask_index(t: Union[int, np.ndarray], n_mask: int, mask_fps: float, video_fps: float):
+    times = np.asarray(t) * (mask_fps / video_fps)
     return np.minimum(np.floor(times + 0.5 - TIME_EPSILON).astype(np.int64), n_mask - 1)
+
+
+class MaskStream:
+    """The user's mask one video frame at a time: iterating gives bool [H, W] at the video's size
+    (True = remove) for frames 0, 1, 2, ... without end (past the mask's last frame, its last).
+
+    Same rules as `read_masks` (files, arrays, binarisation, alignment in time and size), and
+    the same checks, all made on opening, before any frame is used. A mask video is decoded once
+    to check it (keeping two flags per frame), then again as the video is read: never more than
+    one of its frames is held.
+    """
+
+    def __init__(self, source: MaskSource, fps: float, frames: int, height: int, width: int) -> None:
+        self.fps, self.frames, self.size = fps, frames, (height, width)
+        self._path: Optional[Path] = None
+        if isinstance(source, (str, os.PathLike)):
+            path = _existing_file(source, "mask")
+            probe = None if path.suffix.lower() in IMAGE_SUFFIXES else _probe(path)
+            if probe is not None and not probe.is_image:
+                self._open_video(path, probe)
+                return
+            masks: np.ndarray = _read_mask_image(path)[None]
+        else:
+            masks = _mask_array(source)
+        _check_aspect(masks.shape[1:], self.size)
+        if len(masks) > 1:
+            masks = masks[_time_alignment(len(masks), fps, fps, frames)]
+        self._masks = resize_masks(masks, self.size)
+        _check_coverage(self._masks.any(), self._masks.all())
+
+    def _open_video(self, path: Path, probe: _Probe) -> None:
+        _check_aspect((probe.height, probe.width), self.size)
+        self._path, self._probe = path, probe
+        self._timing = _timing(path, probe, self.frames / self.fps)
+        self._limit = math.ceil((self.frames - 1) / self.fps * self._timing.fps) + 2
+        self._lossy = _video_is_lossy(path, probe)
+        anything, everything = [], []
+        for frame in _stream_rgb(path, probe, self._timing, self._limit):
+            mask = _binarize_rgb(frame, self._lossy)
+            anything.append(bool(mask.any()))
+            everything.append(bool(mask.all()))
+        used = np.unique(_time_alignment(len(anything), self._timing.fps, self.fps, self.frames))
+        self._count = len(anything)
+        _check_coverage(any(anything[i] for i in used), all(everything[i] for i in used))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._path is None:
+            return self._from_array()
+        return self._from_video()
+
+    def _from_array(self) -> Iterator[np.ndarray]:
+        for t in itertools.count():
+            yield self._masks[min(t, len(self._masks) - 1)]
+
+    def _from_video(self) -> Iterator[np.ndarray]:
+        frames = _stream_rgb(self._path, self._probe, self._timing, self._limit)
+        at, raw, mask = -1, None, None
+        try:
+            for t in itertools.count():
+                wanted = int(_mask_index(t, self._count, self._timing.fps, self.fps))
+                while at < wanted:
+                    frame = next(frames, None)
+                    if frame is None:  # fewer frames than the check counted: keep the last
+                        break
+                    at, raw, mask = at + 1, frame, None
+                if mask is None:
+                    mask = resize_masks(_binarize_rgb(raw, self._lossy)[None], self.size)[0]
+                yield mask
+        finally:
+            frames.close()

@@ -18,6 +18,7 @@ PCM_STEPS = (2, 4, 8, 16)
 PRIORS = ("propainter", "propagation", "none")
 INJECTIONS = ("released", "ddim")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+REGIONS = ("auto", "crop", "frame")
 
 PAGE_LEVELS = ("main", "advanced", "hidden")
 """Where the page shows a knob: up front, folded under "Advanced", or not at all (server-side)."""
@@ -81,6 +82,16 @@ class Settings:
                               low=0, high=64, step=1)
     max_size: int = knob(960, "Longer side of the working size, in pixels.", "Maximum size",
                          low=64, high=4096, step=8)
+    region: Literal["auto", "crop", "frame"] = knob(
+        "auto", "Fill only boxes around the holes, at the video's own resolution ('crop'), the whole frame at the "
+        "working size ('frame', as released), or crops where they clearly save work ('auto').", "Region",
+        choices=REGIONS,
+    )
+    segment_frames: Optional[int] = knob(
+        None, "Frames filled together; a longer video is split into segments sharing a quarter of their frames, "
+        "cross-faded. None: as many as 1.5 GiB of frames hold at this size (memory does not grow with the video).",
+        "Segment frames", low=8, high=100000, none="sized to a memory budget", page="hidden",
+    )
     seed: Optional[int] = knob(None, "Random seed; None draws one.", "Seed", low=0, high=2**63 - 1, none="random")
     pre_inference: bool = knob(
         True, "Denoise frames sampled over the whole video first, for long videos (paper Fig. 7b).", "Pre-inference"

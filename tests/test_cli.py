@@ -148,7 +148,7 @@ def test_out_of_memory_exits_4_with_advice(clip, mask_png, tmp_path, capsys, mon
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
 
-    monkeypatch.setattr(Eraser, "__call__", no_memory)
+    monkeypatch.setattr(Eraser, "erase_file", no_memory)
     code = main([str(clip), str(mask_png), "-o", str(tmp_path / "o.mp4"), *PRIOR_ONLY_ARGS])
     err = capsys.readouterr().err.strip()
     assert code == DeviceError.exit_code == 4

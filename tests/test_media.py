@@ -242,26 +242,34 @@ def test_write_video_failure_keeps_the_previous_output(tmp_path, carphone):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.m4a", "out.mp4"]
 
 
-def test_write_video_interrupted_midway_keeps_the_previous_output(tmp_path, carphone, monkeypatch):
+def test_write_video_interrupted_midway_keeps_the_previous_output(tmp_path, carphone):
     out = write_video(tmp_path / "out.mp4", carphone.frames[:5], carphone.fps)
     before = digest(out)
-    real_encoder, partial = media._run_encoder, []
-
-    def interrupted(cmd: list[str], frames: np.ndarray) -> None:
-        def half_then_ctrl_c():
-            yield from frames[:15]
-            partial.append((Path(cmd[-1]), Path(cmd[-1]).stat().st_size))
-            raise KeyboardInterrupt  # as Ctrl-C while the real ffmpeg is encoding
-
-        real_encoder(cmd, half_then_ctrl_c())
-
-    monkeypatch.setattr(media, "_run_encoder", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        write_video(out, carphone.frames[:30], carphone.fps)
-    (tmp, size), = partial
-    assert tmp.parent == tmp_path and tmp.name.startswith(".out.mp4.")  # hidden, beside the output
+        with media.VideoWriter(out, carphone.fps) as writer:
+            for frame in carphone.frames[:15]:
+                writer.write(frame)
+            partial = [p for p in tmp_path.iterdir() if p.name != "out.mp4"]
+            raise KeyboardInterrupt  # as Ctrl-C while the real ffmpeg is encoding
+    tmp, = partial
+    assert tmp.name.startswith(".out.mp4.") and tmp.name.endswith(".partial")  # hidden, beside the output
     assert digest(out) == before  # the old file, byte for byte
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # the partial file is gone
+
+
+def test_video_stream_gives_the_frames_read_video_gives(carphone):
+    stream = media.VideoStream(CARPHONE, max_frames=40)
+    frames = list(stream)
+    assert stream.fps == carphone.fps and (stream.height, stream.width) == carphone.frames.shape[1:3]
+    assert len(frames) == 40 == stream.expected_frames
+    assert np.array_equal(np.stack(frames), read_video(CARPHONE, max_frames=40).frames)
+
+
+def test_video_stream_stopped_early_leaves_no_decoder_running(carphone):
+    frames = iter(media.VideoStream(CARPHONE))
+    first = next(frames)
+    frames.close()  # ffmpeg is killed, not left blocked on a full pipe
+    assert np.array_equal(first, carphone.frames[0])
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002, 0o077], ids=oct)
@@ -586,3 +594,58 @@ def test_mask_file_that_is_neither_image_nor_video_is_refused(tmp_path, carphone
         read_masks(_write(tmp_path / "mask.mp4", b"not a video" * 100), carphone)
     with pytest.raises(InputError, match="mask file not found"):
         read_masks(tmp_path / "none.mp4", carphone)
+
+
+# ---------------------------------------------------------------------------- masks as a stream
+
+
+def stream_masks(source, video: Video) -> np.ndarray:
+    """The first `video.num_frames` masks of a MaskStream, stacked."""
+    stream = media.MaskStream(source, video.fps, video.num_frames, video.height, video.width)
+    masks = iter(stream)
+    return np.stack([next(masks) for _ in range(video.num_frames)])
+
+
+def _lossy_mask_video(path: Path, frames: np.ndarray) -> Path:
+    return write_video(path, frames, 24.0)  # H.264: read with the mid-grey threshold
+
+
+STREAM_CASES = {
+    "mask video at the video's rate": lambda d: (write_lossless(d / "m.mkv", index_masks(48), Fraction(24)), blank_video(48, 24.0)),
+    "mask video at another rate": lambda d: (write_lossless(d / "m.mkv", index_masks(60), Fraction(30)), blank_video(50, 25.0)),
+    "mask video a few frames short": lambda d: (write_lossless(d / "m.mkv", index_masks(45), Fraction(24)), blank_video(48, 24.0)),
+    "lossy mask video at twice the size": lambda d: (_lossy_mask_video(d / "m.mp4", np.repeat(np.repeat(index_masks(24), 2, 1), 2, 2)),
+                                                     blank_video(24, 24.0)),
+    "mask image": lambda d: (_png(d / "m.png", index_masks(1)[0]), blank_video(12, 24.0)),
+    "array of masks": lambda d: (index_masks(20), blank_video(20, 24.0)),
+    "one array mask": lambda d: (index_masks(1)[0].astype(np.uint8) * 255, blank_video(7, 24.0)),
+}
+
+
+def _png(path: Path, mask: np.ndarray) -> Path:
+    Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+    return path
+
+
+@pytest.mark.parametrize("case", STREAM_CASES, ids=list(STREAM_CASES))
+def test_mask_stream_gives_what_read_masks_gives(tmp_path, case):
+    source, video = STREAM_CASES[case](tmp_path)
+    expected = read_masks(source, video)
+    assert np.array_equal(stream_masks(source, video), expected)
+
+
+def test_mask_stream_follows_a_variable_rate_video(tmp_path, vfr_source):
+    mask = timed_file(tmp_path / "mask.mp4", VFR_TIMES, 40, frames=index_masks(40))
+    video = read_video(vfr_source)
+    assert np.array_equal(stream_masks(mask, video), read_masks(mask, video))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: write_lossless(d / "m.mkv", index_masks(20), Fraction(24)), "shorter than the video"),
+    (lambda d: write_lossless(d / "m.mkv", index_masks(48) * 0, Fraction(24)), "the mask is empty"),
+    (lambda d: _png(d / "m.png", np.ones((48, 64), bool)), "covers every pixel"),
+    (lambda d: _png(d / "m.png", np.ones((64, 64), bool)), "aspect ratios differ"),
+], ids=["short", "empty", "full", "aspect"])
+def test_mask_stream_refuses_on_opening_what_read_masks_refuses(tmp_path, make, message):
+    with pytest.raises(InputError, match=message):
+        media.MaskStream(make(tmp_path), 24.0, 48, 48, 64)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from diffueraser import Eraser, Settings
 from diffueraser import masks as mask_ops
+from diffueraser.engine import _Piece
 from diffueraser.masks import blend_box, blend_masks, compose, dilate_masks, resize_frames, resize_masks, working_size
 from diffueraser.media import read_video
 from diffueraser.prior.propagation import PropagationPrior
@@ -41,6 +42,16 @@ def released_paste(original: np.ndarray, layer: np.ndarray, used: np.ndarray, bl
     return (layer * weight + original * (1 - weight)).astype(np.uint8)
 
 
+def paste_all(original: np.ndarray, layers: list[np.ndarray], used: np.ndarray, blended: bool) -> list[np.ndarray]:
+    """The engine's frame-by-frame paste of whole-frame layers, over a whole video."""
+    piece = _Piece(slice(None), slice(None), layers, used, original.shape[1:3])
+    outs = [np.empty_like(original) for _ in layers]
+    for t, frame in enumerate(original):
+        for out, pasted in zip(outs, Eraser._paste_frame(frame, [piece], [piece.hole(t)], t, blended, len(layers))):
+            out[t] = pasted
+    return outs
+
+
 @pytest.fixture(scope="module")
 def few(tmp_path_factory):
     """6 frames of bikes at 320x136, a moving box, some frames with no hole; working size 160x64."""
@@ -54,7 +65,7 @@ def few(tmp_path_factory):
 @pytest.mark.parametrize("blended", [True, False])
 def test_engine_result_is_the_released_whole_video_compose_bit_for_bit(few, blended):
     clip, masks = few
-    settings = PRIOR_ONLY.replace(max_size=160, blended=blended)
+    settings = PRIOR_ONLY.replace(max_size=160, blended=blended, region="frame")
     result = Eraser(settings)(clip, masks)
 
     # The same run done the straightforward way: whole-video arrays at every step.
@@ -85,7 +96,7 @@ def test_paste_of_two_layers_at_the_input_size_keeps_empty_frames_and_never_resi
         raise AssertionError("resized at the input size")
 
     monkeypatch.setattr(mask_ops, "resize_frames", no_resize)
-    out, prior_out = Eraser._paste(clip.frames, [generated, prior], used, True)
+    out, prior_out = paste_all(clip.frames, [generated, prior], used, True)
     np.testing.assert_array_equal(out, released_paste(clip.frames, generated, used, True))
     np.testing.assert_array_equal(prior_out, released_paste(clip.frames, prior, used, True))
     for t in EMPTY_FRAMES:
@@ -98,7 +109,7 @@ def test_empty_hole_frames_are_not_resized(few, monkeypatch):
     calls = []
     real = mask_ops.resize_frames
     monkeypatch.setattr(mask_ops, "resize_frames", lambda f, size: calls.append(len(f)) or real(f, size))
-    Eraser._paste(clip.frames, [small], masks, True)
+    paste_all(clip.frames, [small], masks, True)
     assert calls == [1] * (len(masks) - len(EMPTY_FRAMES))
 
 

@@ -85,7 +85,7 @@ def test_command_line_shows_a_finished_bar_per_stage_on_stderr(clip, tmp_path, c
         match = re.match(r"(\w+): 100%.*\| (\d+)/(\d+) ", shown)
         if match:
             finished[match.group(1)] = (int(match.group(2)), int(match.group(3)))
-    assert finished == {"reading": (1, 1), "masks": (1, 1), "prior": (1000, 1000), "writing": (1, 1),
+    assert finished == {"reading": (1, 1), "masks": (1, 1), "prior": (1000, 1000), "writing": (12, 12),
                         "saving": (1, 1)}
 
 
