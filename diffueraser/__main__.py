@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .errors import CheckpointError, DeviceError, InputError, UserError
 from .outputs import check_outputs
-from .progress import SAVING, Progress, TqdmProgress
+from .progress import TqdmProgress
 from .settings import Settings, is_optional, kind, knobs
 
 EXIT_BAD_INPUT = InputError.exit_code
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Remove the masked object or watermark from a video with DiffuEraser.",
     )
     p.add_argument("video", type=Path, help="input video (mp4, mov, webm, mkv, avi)")
-    p.add_argument("mask", type=Path, help="mask video, or one mask image used for every frame (white = remove)")
+    p.add_argument("mask", type=Path, nargs="?", help="mask video, or one mask image used for every frame "
+                   "(white = remove); omit it when selecting with --point/--box/--text")
     p.add_argument("-o", "--output", type=Path, required=True, help="output mp4 (H.264, audio kept)")
     p.add_argument("--prior-output", type=Path, help="also write the prior's result to this mp4")
     p.add_argument("--weights", type=Path, help="weights directory (released `weights/` layout); default: "
@@ -57,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     for name in knobs():
         p.add_argument("--" + name.replace("_", "-"), **_option(name))
+    from .select.command import add_prompt_options
+    from .select.text_options import add_text_options
+
+    add_prompt_options(p)
+    add_text_options(p, region_flag="--text-region")  # --region is the crop setting here
     return p
 
 
@@ -88,19 +95,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         settings = Settings.from_dict({f.name: getattr(args, f.name) for f in fields(Settings)})
         check_arguments(args, settings)
-        with TqdmProgress(enabled=not args.quiet) as bars:
+        from .select.command import prompts_from_args, tracked_mask
+        from .select.text_options import with_detected_text
+
+        # Masks from the given file, tracked prompts and detected text combine (their union).
+        text_only = args.detect_text and args.mask is None and prompts_from_args(args) is None
+        with TqdmProgress(enabled=not args.quiet) as bars, \
+                (nullcontext(None) if text_only else tracked_mask(args, bars, settings.max_seconds)) as given, \
+                with_detected_text(args, args.video, given, settings.max_seconds, bars) as mask:
+            args.mask = mask
             from .engine import Eraser
 
             eraser = Eraser.from_pretrained(settings, weights_dir=args.weights, local_files_only=args.offline)
-            result = eraser(args.video, args.mask, settings=settings, progress=bars)
-            prior = args.prior_output if result.prior is not None else None
-            outputs = 1 if prior is None else 2
-            bars(Progress(SAVING, 0, outputs, str(args.output)))
-            result.save(args.output, audio_from=args.video)
-            if prior is not None:
-                bars(Progress(SAVING, 1, outputs, str(prior)))
-                result.save_prior(prior)
-            bars(Progress(SAVING, outputs, outputs))
+            result = eraser.erase_file(args.video, args.mask, args.output, settings=settings, progress=bars,
+                                       prior_output=args.prior_output)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -117,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if note:
         print(note, file=sys.stderr)
     if not args.quiet:
-        print(f"wrote {args.output} ({len(result.frames)} frames, seed {result.seed})", file=sys.stderr)
+        print(f"wrote {args.output} ({result.num_frames} frames, seed {result.seed})", file=sys.stderr)
     return 0
 
 

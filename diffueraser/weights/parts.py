@@ -12,6 +12,14 @@ PARTS = ("denoiser", "text", "scheduler", "vae", "pcm", "propainter")
 """denoiser: brushnet + unet_main; text: CLIP text encoder + tokenizer; scheduler: SD1.5 scheduler
 config; vae; pcm: the PCM LoRA of the chosen step count; propainter: the three ProPainter networks."""
 
+TRACKER_PARTS = ("sam2.1-tiny", "sam2.1-small", "sam2.1-base-plus", "sam2.1-large", "edgetam", "sam3")
+"""Segment-and-track checkpoints for making masks (transformers format; one is resolved at a time,
+into `CheckpointPaths.tracker`). sam3 is gated on the Hub: accept its licence and give a token."""
+TRACKER_REPOS = {
+    "sam2.1-tiny": "facebook/sam2.1-hiera-tiny", "sam2.1-small": "facebook/sam2.1-hiera-small",
+    "sam2.1-base-plus": "facebook/sam2.1-hiera-base-plus", "sam2.1-large": "facebook/sam2.1-hiera-large",
+    "edgetam": "yonigozlan/EdgeTAM-hf", "sam3": "facebook/sam3",
+}
 ENV_WEIGHTS = "DIFFUERASER_WEIGHTS"
 DEFAULT_WEIGHTS_DIR = Path("weights")
 
@@ -78,6 +86,19 @@ class Component:
         return f"get it from Hugging Face {self.repo} ({what}) into {into}"
 
 
+def _tracker_folder(part: str) -> Component:
+    """A transformers video segmenter: config and weights at the top of its Hub repository (SAM 3
+    also needs its text tokenizer)."""
+    repo = TRACKER_REPOS[part]
+    needs = (Need(("config.json",)), Need(TRANSFORMERS_WEIGHTS))
+    title = f"{repo.split('/')[-1]} tracker"
+    if part == "sam3":
+        needs += (Need(("tokenizer.json", "vocab.json")), Need(("tokenizer_config.json",)),
+                  Need(("merges.txt",), required=False), Need(("processor_config.json",), required=False))
+        title += " (gated on the Hub: accept its licence there and set HF_TOKEN)"
+    return Component("tracker", part, title, repo.split("/")[-1], needs, repo=repo)
+
+
 def _diffusers_folder(key: str, part: str, title: str, repo: str, remote: str, local: str) -> Component:
     needs = (Need(("config.json",)), Need(DIFFUSERS_WEIGHTS))
     return Component(key, part, title, local, needs, repo=repo, remote=remote)
@@ -91,9 +112,9 @@ def _propainter_file(key: str, title: str, name: str) -> Component:
 def components(parts: Iterable[str], steps: int) -> list[Component]:
     """The components of `parts`, in PARTS order (ValueError for an unknown part, InputError for unreleased steps)."""
     parts = list(parts)
-    unknown = sorted(set(parts) - set(PARTS))
+    unknown = sorted(set(parts) - set(PARTS) - set(TRACKER_PARTS))
     if unknown:
-        raise ValueError(f"unknown checkpoint part(s) {', '.join(unknown)}; known: {', '.join(PARTS)}")
+        raise ValueError(f"unknown checkpoint part(s) {', '.join(unknown)}; known: {', '.join(PARTS + TRACKER_PARTS)}")
     if "pcm" in parts and steps not in PCM_STEPS:
         raise InputError(f"steps must be one of {', '.join(map(str, PCM_STEPS))} (the released PCM LoRAs), got {steps!r}")
     table = {
@@ -124,7 +145,8 @@ def components(parts: Iterable[str], steps: int) -> list[Component]:
             _propainter_file("propainter", "ProPainter inpainting generator", GENERATOR_FILE),
         ],
     }
-    return [c for p in PARTS if p in parts for c in table[p]]
+    table.update({part: [_tracker_folder(part)] for part in TRACKER_PARTS})
+    return [c for p in PARTS + TRACKER_PARTS if p in parts for c in table[p]]
 
 
 @dataclass(frozen=True)
@@ -142,6 +164,7 @@ class CheckpointPaths:
     raft: Optional[Path] = None
     flow_completion: Optional[Path] = None
     propainter: Optional[Path] = None
+    tracker: Optional[Path] = None  # the one TRACKER_PARTS checkpoint asked for
 
 
 class ProPainterPaths(NamedTuple):
