@@ -17,6 +17,8 @@ except ImportError:  # a machine without the `spaces` package
 
 from diffueraser.app import TITLE, EngineState, Limits, build_demo, find_examples, launch
 
+log = logging.getLogger("app")
+
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=TITLE)
@@ -30,7 +32,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     limits = Limits.from_env()
-    demo = build_demo(EngineState.load(args.weights, offline=args.offline), limits, find_examples())
+    state = EngineState.load(args.weights, offline=args.offline)
+    if state.offline_reason:  # nothing else in this process tries the Hub again (mask models included)
+        from diffueraser.weights.fetch import go_offline
+
+        go_offline()
+        log.warning("%s: serving offline with the checkpoints present (%s)", state.offline_reason, state.rung.name)
+    demo = build_demo(state, limits, find_examples())
     launch(demo, limits, server_name=args.host, server_port=args.port, share=args.share)
 
 

@@ -77,3 +77,20 @@ def estimate_seconds(work: Work, settings: Settings, device: str) -> float:
     if settings.prior != "none":
         seconds += work.prior_frames * work.megapixels * PRIOR_S_PER_MP[(settings.prior, kind)]
     return seconds + work.frames * work.input_megapixels * CODEC_S_PER_MP
+
+
+APP_SAVE_S_PER_MP = 0.25
+"""The page's saving stage per megapixel of input frame: encoding the result, prior, before/after
+(twice as wide) and mask videos (CPU, any device)."""
+APP_FRAME_S = 0.015
+"""Per frame on top, whatever its size: the paste and the four encoders' per-frame work, which
+dominate at the small sizes a page request often has. Both from `benchmarks/app_speed.py` on
+dev-2c (shared: CPU time over 1.6, the ratio of CPU time under load to quiet wall time that the
+propagation prior shows against `benchmarks/prior_speed.py`)."""
+
+
+def estimate_app_seconds(frames: int, height: int, width: int, settings: Settings, device: str) -> float:
+    """Expected wall time of one page request: the run, then the page's videos encoded."""
+    work = count_work(frames, height, width, settings)
+    saving = work.frames * (APP_FRAME_S + work.input_megapixels * APP_SAVE_S_PER_MP)
+    return estimate_seconds(work, settings, device) + saving

@@ -45,7 +45,10 @@ def example_set(tmp_path_factory) -> dict:
 
 
 def gallery(examples: dict) -> list[dict[str, str]]:
-    return [{"video": str(e.video), "mask": str(e.mask), "title": e.title} for e in examples.values()]
+    """The page's gallery of these examples: one per mask source, with stills."""
+    from diffueraser.app import find_examples
+
+    return find_examples(next(iter(examples.values())).video.parent, make_if_missing=False)
 
 
 @pytest.fixture(scope="module")
@@ -296,9 +299,10 @@ def test_examples_are_small_real_footage_with_exact_masks_and_clean_ground_truth
 # Through the server, as a script would call it
 
 
-def test_api_has_one_public_endpoint_erase_with_named_parameters(client):
+def test_api_has_the_erase_endpoint_with_named_parameters_and_only_the_mask_sources_others(client):
     api = client.view_api(return_format="dict", print_info=False)
-    assert list(api["named_endpoints"]) == ["/erase"]
+    assert "/erase" in api["named_endpoints"]
+    assert set(api["named_endpoints"]) <= {"/erase", "/segment", "/detect_text"}  # Select's and Text's own
     params = api["named_endpoints"]["/erase"]["parameters"]
     names = [p["parameter_name"] for p in params]
     assert names == ["video", "mask", *controls.page_settings()]  # one per setting the page shows, generated
@@ -447,3 +451,246 @@ def test_outputs_are_left_to_gradios_own_cache_cleaning(server, client, examples
     tracked = set().union(*demo.temp_file_sets)
     assert str(written) in tracked  # so Gradio's delete_cache removes it once older than the age
     assert demo.delete_cache == (page.CACHE_SWEEP_EVERY_S, page.OUTPUT_MAX_AGE_S)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mask sources, the time shown before a run, Stop, start-up without network
+
+
+def test_each_upload_source_gives_its_file_and_refuses_the_other_kind(examples):
+    from diffueraser.app import sources
+
+    ball, mark = examples["bikes_ball"], examples["bunny_watermark"]
+    video_source = sources.uploaded_mask(sources.VIDEO_TYPES, "a mask video")
+    image_source = sources.uploaded_mask(sources.IMAGE_TYPES, "a mask image")
+    assert video_source(str(ball.video), str(ball.mask)) == str(ball.mask)
+    assert image_source(str(mark.video), str(mark.mask)) == str(mark.mask)
+    assert video_source(str(ball.video), None) is None
+    with pytest.raises(InputError, match="bunny_watermark_mask.png is not a mask video: use mp4"):
+        video_source(str(mark.video), str(mark.mask))
+
+
+def _source(label, make_mask, count=1):
+    from diffueraser.app.sources import MaskSource
+
+    return MaskSource(label, None, [None] * count, make_mask)
+
+
+def test_the_chosen_source_makes_the_mask_and_the_request_owns_only_what_it_wrote(examples):
+    from diffueraser.app import sources
+
+    ex = examples["bunny_watermark"]
+    painted = np.zeros((234, 416, 4), np.uint8)
+    painted[200:220, 300:400, 3] = 255
+    editor = {"background": np.zeros((234, 416, 4), np.uint8), "layers": [painted], "composite": None}
+    chosen = [_source("Image", sources.uploaded_mask(sources.IMAGE_TYPES, "a mask image")),
+              _source("Draw", sources.drawn_mask)]
+
+    assert sources.make_chosen_mask(chosen, "Image", str(ex.video), [str(ex.mask), None]) == (str(ex.mask), False)
+    drawn, owned = sources.make_chosen_mask(chosen, "Draw", str(ex.video), [None, editor])
+    assert owned and Path(drawn).parent.parent == jobs.output_root()
+    mask = cv2.imread(drawn, cv2.IMREAD_GRAYSCALE) > 0
+    assert mask.shape == (234, 416) and mask.sum() == 20 * 100 and mask[200:220, 300:400].all()
+    jobs.remove_scratch(drawn)
+    assert not Path(drawn).parent.exists()
+    with pytest.raises(InputError, match="No mask from 'Image' yet: Give a mask"):
+        sources.make_chosen_mask(chosen, "Image", str(ex.video), [None, None])
+    with pytest.raises(InputError, match="No mask from 'Draw' yet"):
+        sources.make_chosen_mask(chosen, "Draw", str(ex.video), [None, {"background": None, "layers": []}])
+
+
+def test_the_drawing_example_paints_the_mask_image_on_the_first_frame(examples):
+    from diffueraser.app.sources import drawing_of, sketch_mask
+
+    ex = examples["bunny_watermark"]
+    (editor,) = drawing_of({"video": str(ex.video), "mask": str(ex.mask), "title": "drawn"})
+    assert editor["background"].shape == (234, 416, 3)
+    expected = cv2.imread(str(ex.mask), cv2.IMREAD_GRAYSCALE) > 127
+    assert np.array_equal(sketch_mask(editor, (416, 234)), expected)
+
+
+def test_the_gallery_has_a_still_and_an_example_for_every_mask_source(examples):
+    from diffueraser.app.sources import DRAW, MASK_IMAGE, MASK_VIDEO
+
+    found = gallery(examples)
+    sources = {ex["source"] for ex in found}
+    assert {MASK_VIDEO, MASK_IMAGE, DRAW} <= sources
+    for module, label in (("selecting", "SELECT"), ("texting", "TEXT")):  # the other sources, where they exist
+        try:
+            assert getattr(__import__(f"diffueraser.app.{module}", fromlist=[label]), label) in sources
+        except ImportError:
+            pass
+    for ex in found:
+        still = cv2.imread(ex["still"])
+        assert still is not None and still.shape[1] == 320
+        # the still is a frame of the example's video (with the outline of what goes drawn over it)
+        frame = media.read_frame(ex["video"], int(media.probe(ex["video"]).frames * 0.4))
+        small = cv2.resize(frame, still.shape[1::-1], interpolation=cv2.INTER_AREA)[..., ::-1]
+        assert np.median(np.abs(still.astype(int) - small)) < 8
+
+
+def test_the_time_shown_before_a_run_is_the_cost_models_for_the_video_and_settings(examples, monkeypatch):
+    from diffueraser.cost import estimate_app_seconds
+
+    monkeypatch.setattr(jobs, "SERVED", jobs.Served(fallback_state(), SERVER_LIMITS))
+    video = str(examples["bikes_ball"].video)
+    note = page.estimate_note(video, {"max_seconds": 1.0, "max_size": 256})
+    seconds = estimate_app_seconds(25, 184, 432, FALLBACK.replace(max_seconds=1.0, max_size=256), "cpu")
+    assert f"about {jobs.format_seconds(seconds)} on this machine" in note and "25 frames at 432×184" in note
+    assert "12 frames" in page.estimate_note(video, {"max_seconds": 0.5, "max_size": 256})
+    longer = estimate_app_seconds(50, 184, 432, FALLBACK.replace(max_seconds=2.0), "cpu")
+    assert longer > seconds and estimate_app_seconds(25, 184, 432, RELEASED, "cpu") > 100 * seconds
+    assert page.estimate_note(None, {}) == page.NO_VIDEO_ESTIMATE
+    assert "Check the settings: Maximum seconds is 9 s, over" in page.estimate_note(video, {"max_seconds": 9})
+
+
+def test_time_left_comes_from_the_estimate_then_from_the_rate_so_far():
+    assert jobs.remaining_seconds(2.0, 0.05, 30.0) == 28.0  # early: the cost model
+    assert jobs.remaining_seconds(10.0, 0.5, 100.0) == 10.0  # later: what the elapsed time implies
+    assert jobs.remaining_seconds(1.0, 0.0, 0.0) != jobs.remaining_seconds(1.0, 0.0, 0.0)  # unknown: NaN
+    assert [jobs.format_seconds(s) for s in (0.2, 42.4, 150, 3720, float("nan"))] == ["1 s", "42 s", "2 min",
+                                                                                      "1 h 2 min", "? s"]
+
+
+class SlowEngine:
+    """The engine made to report progress for `seconds` before its real work: a job to stop."""
+
+    def __init__(self, real, seconds: float = 30.0) -> None:
+        self.real, self.seconds, self.reports, self.finished = real, seconds, 0, False
+
+    def __call__(self, clip, holes, settings=None, progress=None):
+        from diffueraser.progress import PRIOR, Progress
+
+        steps = int(self.seconds / 0.05)
+        for i in range(steps):
+            progress(Progress(PRIOR, i, steps))
+            self.reports += 1
+            time.sleep(0.05)
+        self.finished = True
+        return self.real(clip, holes, settings=settings, progress=progress)
+
+
+def test_stop_frees_the_worker_removes_the_requests_files_and_the_next_job_runs(examples, monkeypatch):
+    import threading
+
+    import gradio as gr
+
+    from diffueraser.app import sources
+
+    state = fallback_state()
+    slow = SlowEngine(state.eraser)
+    state.eraser = slow
+    monkeypatch.setattr(jobs, "SERVED", jobs.Served(state, SERVER_LIMITS))
+    ex = examples["bunny_watermark"]
+    chosen = [_source("Draw", sources.drawn_mask)]
+    editor = sources.drawing_of({"video": str(ex.video), "mask": str(ex.mask)})
+    labels: list[str] = []
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["result"] = jobs.erase_from_source(chosen, "Draw", str(ex.video), editor, {"max_seconds": 1.0},
+                                                       lambda f, desc="": labels.append(desc), "session-1")
+        except gr.Error as e:
+            outcome["error"] = e.message
+
+    before = set(jobs.output_root().iterdir())
+    worker = threading.Thread(target=run)
+    worker.start()
+    while slow.reports < 3:
+        time.sleep(0.01)
+    assert set(jobs.output_root().iterdir()) - before  # the drawing's mask file, written for this request
+    jobs.stop("session-1")
+    worker.join(timeout=5)
+
+    assert not worker.is_alive() and outcome == {"error": jobs.STOPPED} and not slow.finished
+    assert set(jobs.output_root().iterdir()) - before == set()  # nothing of the request is left
+    assert all("left" in label for label in labels) and labels[0].startswith("prior: about")
+    assert "session-1" not in jobs.STOPS
+    state.eraser = slow.real
+    result, *_, summary = jobs.erase_from_source(chosen, "Draw", str(ex.video), editor, {"max_seconds": 1.0}, None,
+                                                 "session-1")
+    assert media.read_video(result).num_frames == 25 and "25 frames" in summary
+
+
+def test_start_up_without_network_asks_the_hub_once_and_starts_offline(tmp_path, monkeypatch):
+    _no_checkpoints(tmp_path, monkeypatch)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    asked = []
+
+    def unreachable():
+        asked.append(1)
+        return "cannot reach the Hugging Face Hub (ConnectError)"
+
+    state = EngineState.load(unreachable=unreachable)
+
+    assert asked == [1] and state.rung == LADDER[-1] and state.download_error is None
+    assert state.offline_reason == "cannot reach the Hugging Face Hub (ConnectError)"
+    assert "BrushNet" in "\n".join(state.missing)
+    from diffueraser.app.serving import status_line
+
+    assert status_line(state) == ("Running the weight-free propagation prior alone; the full model needs checkpoints "
+                                  "(started offline: the Hugging Face Hub cannot be reached): details")
+    assert "could not reach the Hugging Face Hub" in missing_note(state)
+    asked.clear()
+    assert EngineState.load(offline=True, unreachable=unreachable).offline_reason is None and asked == []
+
+
+def test_the_hub_check_is_one_short_attempt(monkeypatch):
+    from diffueraser.weights.fetch import hub_unreachable
+
+    closed = free_port()  # nothing listens there
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed}")
+    started = time.perf_counter()
+    assert hub_unreachable(timeout=3.0).startswith("cannot reach the Hugging Face Hub")
+    assert time.perf_counter() - started < 3.5
+    with socket.socket() as listening:  # anything that answers HTTP counts as reachable
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        import threading
+
+        def answer():
+            conn, _ = listening.accept()
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+        assert hub_unreachable(timeout=3.0) is None
+
+
+START_UP_LIMIT_S = 60.0  # importing torch and Gradio on a shared 2-core machine; downloads retried for minutes
+
+
+def test_the_app_without_network_serves_the_page_at_once_and_says_it_is_offline(tmp_path):
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "DIFFUERASER_WEIGHTS", "HF_HUB_CACHE")}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT=f"http://127.0.0.1:{free_port()}", PYTHONUNBUFFERED="1")
+    port = free_port()
+    app_py = Path(__file__).resolve().parents[1] / "app.py"
+    log = tmp_path / "app.log"
+    started = time.perf_counter()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(["python", str(app_py), "--port", str(port)], cwd=tmp_path, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        html = None
+        while time.perf_counter() - started < START_UP_LIMIT_S and process.poll() is None:
+            try:
+                html = urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        text = log.read_text()
+        assert html is not None, text[-2000:]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert elapsed < START_UP_LIMIT_S
+    assert text.count("cannot reach the Hugging Face Hub") >= 1 and "serving offline" in text
+    assert "downloading" not in text.lower()
+    assert "started offline: the Hugging Face Hub cannot be reached" in html

@@ -104,21 +104,33 @@ def _number(name: str, k: Knob, value: Any) -> float:
 
 
 def with_parameters(fn: Callable[..., Any], leading: list[str], names: list[str], doc: str,
-                    progress: Any = None) -> Callable[..., Any]:
-    """`fn(*leading_values, {setting: value}, progress)` presented to Gradio as a function of named
-    parameters: `leading`, then one per setting in `names`, then `progress` if given.
+                    progress: Any = None, session: bool = False) -> Callable[..., Any]:
+    """`fn(*leading_values, {setting: value}, progress[, session])` presented to Gradio as a function
+    of named parameters: `leading`, then one per setting in `names`, then `progress` if given, then
+    the request (passed on as its session's id) if `session`.
 
     Gradio names the endpoint's parameters and documents them from the signature and the
     docstring; these are generated so that each setting is declared only once.
     """
     def handler(*args: Any) -> Any:
         lead, values, rest = args[:len(leading)], args[len(leading):len(leading) + len(names)], args[len(leading) + len(names):]
-        return fn(*lead, dict(zip(names, values)), rest[0] if rest else None)
+        rest = list(rest)
+        extra = [rest.pop(0) if progress is not None and rest else None]
+        if session:
+            request = rest.pop(0) if rest else None
+            extra.append(str(getattr(request, "session_hash", "") or ""))
+        return fn(*lead, dict(zip(names, values)), *extra)
 
     params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in leading]
     params += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=_api_default(n)) for n in names]
     if progress is not None:
         params.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=progress))
+    if session:
+        import gradio as gr
+
+        params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                         annotation=gr.Request))
+        handler.__annotations__ = {"request": gr.Request}  # how Gradio finds the request parameter
     handler.__signature__ = inspect.Signature(params)
     handler.__name__ = getattr(fn, "__name__", "handler")
     lines = [f"    {n}: {knobs()[n].help}" for n in names]

@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,14 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import media
-from ..cost import count_work, estimate_seconds
+from ..cost import count_work, estimate_app_seconds, estimate_seconds
 from ..engine import EraseResult
 from ..errors import InputError, UserError
 from ..progress import SAVING, GradioProgress, Progress
 from ..settings import Settings
 from .controls import settings_from_page
 from .serving import EngineState, unavailable_message
+from .sources import MaskSource, make_chosen_mask
 from .uploads import Limits, check_video, trimmed_note
 
 log = logging.getLogger(__name__)
@@ -52,12 +54,25 @@ base tensors back from disk (an estimate: each ZeroGPU worker starts from the lo
 OUT_OF_MEMORY = "Out of memory: lower 'Maximum size' or 'Maximum seconds' and try again."
 
 
+STOPPED = "Stopped. The next run can start."
+
+
+class Stopped(Exception):
+    """The user pressed Stop: raised from the next progress report of the running job."""
+
+
 @dataclass
 class Served:
     """What the handlers of this process serve (one engine per process)."""
 
     state: EngineState
     limits: Limits
+
+    def __post_init__(self) -> None:
+        # Held while a job's model part and saving run, so that a stopped job's thread has left
+        # before the next job starts (Gradio frees its queue slot at once, the thread unwinds at
+        # its next progress report).
+        self.slots = threading.BoundedSemaphore(max(1, self.limits.gpu_jobs))
 
 
 SERVED: Optional[Served] = None
@@ -78,6 +93,78 @@ class Job:
     clip: media.Video
     holes: np.ndarray
     settings: Settings
+    session: str = ""
+    """The page session that asked for it: its Stop button stops it (empty: an API call)."""
+
+
+STOPS: dict[str, threading.Event] = {}
+"""The running job's stop flag, per page session."""
+_STOPS_LOCK = threading.Lock()
+
+
+def stop(session: str) -> None:
+    """Ask the session's running job to stop at its next progress report."""
+    with _STOPS_LOCK:
+        flag = STOPS.get(session)
+    if flag is not None:
+        flag.set()
+
+
+def _watch(session: str) -> threading.Event:
+    flag = threading.Event()
+    if session:
+        with _STOPS_LOCK:
+            STOPS[session] = flag
+    return flag
+
+
+def _unwatch(session: str, flag: threading.Event) -> None:
+    with _STOPS_LOCK:
+        if STOPS.get(session) is flag:
+            del STOPS[session]
+
+
+class Reporter:
+    """The page's progress: one bar over every stage, its label ending in the time left; raises
+    `Stopped` when the session's Stop was pressed.
+
+    The time left is the cost model's estimate until a tenth of the job is done, then what the
+    elapsed time and the bar's fraction imply.
+    """
+
+    def __init__(self, report: Callable[..., Any], diffusion: bool, expected_s: float = 0.0, session: str = "",
+                 start: Optional[float] = None) -> None:
+        self.report, self.expected_s, self.session = report, expected_s, session
+        self.start = time.perf_counter() if start is None else start
+        self.bar = GradioProgress(self._labelled, diffusion)
+
+    def __call__(self, progress: Progress) -> None:
+        flag = STOPS.get(self.session) if self.session else None
+        if flag is not None and flag.is_set():
+            raise Stopped(STOPPED)
+        self.bar(progress)
+
+    def _labelled(self, fraction: float, desc: str = "") -> None:
+        left = remaining_seconds(time.perf_counter() - self.start, fraction, self.expected_s)
+        joint = " · " if ":" in desc else ": "
+        self.report(fraction, desc=f"{desc}{joint}about {format_seconds(left)} left")
+
+
+def remaining_seconds(elapsed: float, fraction: float, expected: float) -> float:
+    """Seconds left: from the estimate early on, then from the rate so far."""
+    if fraction < 0.1:
+        return max(expected - elapsed, 0.0) if expected > 0 else float("nan")
+    return max(elapsed * (1 - fraction) / fraction, 0.0)
+
+
+def format_seconds(seconds: float) -> str:
+    """"12 s", "3 min", "1 h 5 min" (rounded for reading, not timing); "?" when unknown."""
+    if seconds != seconds:  # NaN
+        return "? s"
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 def gpu_seconds(job: Job, progress: Any = None) -> int:
@@ -99,10 +186,24 @@ def gpu_seconds(job: Job, progress: Any = None) -> int:
 def run_model(job: Job, progress: Any = None) -> EraseResult:
     """The engine on decoded frames and masks; any failure leaves as a `gr.Error` with its message."""
     try:
-        report = GradioProgress(progress, job.settings.diffusion) if progress is not None else None
+        report = (Reporter(progress, job.settings.diffusion, expected_seconds(job), job.session)
+                  if progress is not None else None)
         return served().state.eraser(job.clip, job.holes, settings=job.settings, progress=report)
     except Exception as e:
         raise page_error(e) from None
+
+
+def expected_seconds(job: Job) -> float:
+    """The cost model's time for the job on this server's device, saving the page's videos included."""
+    clip = job.clip
+    return estimate_app_seconds(clip.num_frames, clip.height, clip.width, job.settings, served_device())
+
+
+def served_device() -> str:
+    """"cuda" or "cpu": the kind of device the served engine runs on."""
+    from ..engine import resolve_device
+
+    return resolve_device(served().state.loaded)[0].type if SERVED is not None else "cpu"
 
 
 def page_error(error: BaseException) -> Exception:
@@ -112,6 +213,8 @@ def page_error(error: BaseException) -> Exception:
 
     if isinstance(error, gr.Error):
         return error
+    if isinstance(error, Stopped):
+        return gr.Error(STOPPED, print_exception=False)
     if isinstance(error, UserError):
         return gr.Error(hide_paths(str(error)), print_exception=False)
     if isinstance(error, torch.OutOfMemoryError):
@@ -139,9 +242,23 @@ def hide_paths(text: str) -> str:
     return _ABSOLUTE_PATH.sub(file_name, text)
 
 
-def erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], progress: Any = None):
+def erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], progress: Any = None,
+          session: str = "", flag: Optional[threading.Event] = None):
     """Check, read, erase on the GPU, write. Returns the page's outputs:
-    (result, prior or None, before/after, downloads, summary)."""
+    (result, prior or None, before/after, downloads, summary).
+
+    `session`'s Stop stops it (`flag`: its stop flag when the caller registered it already)."""
+    if flag is not None:
+        return _erase(video, mask, values, progress, session, flag)
+    flag = _watch(session)
+    try:
+        return _erase(video, mask, values, progress, session, flag)
+    finally:
+        _unwatch(session, flag)
+
+
+def _erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], progress: Any, session: str,
+           flag: threading.Event):
     import gradio as gr
 
     start = time.perf_counter()
@@ -159,13 +276,20 @@ def erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], pro
         holes = media.read_masks(mask, clip)
     except Exception as e:
         raise page_error(e) from None
-    result = run_model(Job(clip, holes, settings), progress)
-    out_dir = Path(tempfile.mkdtemp(dir=output_root()))
+    job = Job(clip, holes, settings, session)
+    out_dir: Optional[Path] = None
     try:
-        paths = save_outputs(out_dir, clip, result, GradioProgress(progress, settings.diffusion)
-                             if progress is not None else None)
+        with here.slots:  # a stopped job's thread leaves before the next one starts
+            if flag.is_set():
+                raise Stopped(STOPPED)
+            result = run_model(job, progress)
+            out_dir = Path(tempfile.mkdtemp(dir=output_root()))
+            report = (Reporter(progress, settings.diffusion, expected_seconds(job), session, start)
+                      if progress is not None else None)
+            paths = save_outputs(out_dir, clip, result, report)
     except Exception as e:
-        shutil.rmtree(out_dir, ignore_errors=True)
+        if out_dir is not None:
+            shutil.rmtree(out_dir, ignore_errors=True)
         raise page_error(e) from None
     frames, height, width = result.frames.shape[:3]
     processed = f" (the first {clip.duration:.1f} s of {info.duration:.1f} s)" if trimmed else ""
@@ -173,6 +297,39 @@ def erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], pro
                f"{describe(settings)} · {time.perf_counter() - start:.1f} s")
     downloads = [p for p in (paths["result"], paths["prior"], paths["comparison"], paths["mask"]) if p]
     return paths["result"], paths["prior"], paths["comparison"], downloads, summary
+
+
+def erase_from_source(sources: list[MaskSource], label: str, video: Optional[str], source_values: list[Any],
+                      values: dict[str, Any], progress: Any = None, session: str = ""):
+    """The page's Erase: the chosen source makes the mask, then `erase`; a mask file the source
+    wrote for this request is removed afterwards (also when the job failed or was stopped)."""
+    flag = _watch(session)  # from the start: a Stop while the mask is made stops the job before the model
+    mask, owned = None, False
+    try:
+        if not video:
+            raise InputError("Upload a video first, or click an example.")
+        mask, owned = make_chosen_mask(sources, label, video, source_values)
+        if flag.is_set():
+            raise Stopped(STOPPED)
+        return erase(video, mask, values, progress, session, flag)
+    except Exception as e:  # a gr.Error (from `erase`) passes through as it is
+        raise page_error(e) from None
+    finally:
+        _unwatch(session, flag)
+        if owned and mask:
+            remove_scratch(mask)
+
+
+def remove_scratch(path: str) -> None:
+    """Remove a mask file a source wrote, with its folder when that is one of the page's own."""
+    file = Path(path)
+    try:
+        if file.parent.name.startswith("mask_") and file.parent.parent == output_root():
+            shutil.rmtree(file.parent, ignore_errors=True)
+        else:
+            file.unlink(missing_ok=True)
+    except OSError as e:  # not worth failing a finished request over
+        log.warning("could not remove %s: %s", file.name, e)
 
 
 def output_root() -> Path:

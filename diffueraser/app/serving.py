@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from ..engine import Eraser, required_parts
 from ..errors import CheckpointError
@@ -46,6 +46,8 @@ class EngineState:
     missing: list[str]
     download_error: Optional[str] = None
     """Why downloading the missing checkpoints failed, when it was tried."""
+    offline_reason: Optional[str] = None
+    """Why nothing was downloaded although downloads were allowed: the Hub could not be reached."""
 
     @property
     def loaded(self) -> Settings:
@@ -62,18 +64,29 @@ class EngineState:
         return [p for p in required_parts(settings) if p not in loaded]
 
     @classmethod
-    def load(cls, weights_dir: Optional[str] = None, offline: bool = False) -> "EngineState":
+    def load(cls, weights_dir: Optional[str] = None, offline: bool = False,
+             unreachable: Optional[Callable[[], Optional[str]]] = None) -> "EngineState":
         """The highest rung whose checkpoints can be found (downloaded once, unless offline).
 
+        What is present is tried first; only when something is missing is the Hub asked, once
+        and briefly (`unreachable`, by default `weights.fetch.hub_unreachable`): when it does not
+        answer, the server starts at once with what it has and says why (`offline_reason`).
         Never raises for missing checkpoints: the page must start and say what is missing.
         """
+        from ..weights.fetch import is_offline
+
         missing: list[str] = []
-        download_error = None
+        download_error = offline_reason = None
+        may_download = not is_offline(offline)
         for i, rung in enumerate(LADDER):
             try:
                 # Only the first rung may download: the lower ones need a subset of its parts.
-                eraser = Eraser.from_pretrained(settings=rung.settings, weights_dir=weights_dir,
-                                                local_files_only=offline or i > 0)
+                eraser = cls._present_or_downloaded(rung, weights_dir, may_download and i == 0, unreachable)
+            except _NoHub as e:
+                offline_reason, error = e.reason, e.error
+                missing = list(error.missing) or [str(error)]
+                log.warning("%s: starting offline with the checkpoints present", offline_reason)
+                continue
             except CheckpointError as e:
                 if i == 0:
                     missing = list(e.missing) or [str(e)]
@@ -82,8 +95,31 @@ class EngineState:
                 continue
             if i > 0:
                 log.warning("serving %s", rung.name)
-            return cls(eraser, rung, missing, download_error)
+            return cls(eraser, rung, missing, download_error, offline_reason)
         raise AssertionError("the last rung needs no checkpoint")  # pragma: no cover
+
+    @staticmethod
+    def _present_or_downloaded(rung: Rung, weights_dir: Optional[str], may_download: bool,
+                               unreachable: Optional[Callable[[], Optional[str]]] = None) -> Eraser:
+        from ..weights.fetch import hub_unreachable
+
+        try:
+            return Eraser.from_pretrained(settings=rung.settings, weights_dir=weights_dir, local_files_only=True)
+        except CheckpointError as absent:
+            if not may_download:
+                raise
+            reason = (unreachable or hub_unreachable)()
+            if reason:
+                raise _NoHub(reason, absent) from None
+        return Eraser.from_pretrained(settings=rung.settings, weights_dir=weights_dir, local_files_only=False)
+
+
+class _NoHub(Exception):
+    """Checkpoints are missing and the Hub did not answer."""
+
+    def __init__(self, reason: str, error: CheckpointError) -> None:
+        super().__init__(reason)
+        self.reason, self.error = reason, error
 
 
 def unavailable_message(parts: list[str]) -> str:
@@ -97,12 +133,23 @@ def unavailable_message(parts: list[str]) -> str:
             f"{' and '.join(fixes)}, or provide the checkpoints (see the note at the top of the page).")
 
 
+def status_line(state: EngineState) -> str:
+    """One line for the top of the page: the engine this server runs, and why when it is not the full one."""
+    offline = " (started offline: the Hugging Face Hub cannot be reached)" if state.offline_reason else ""
+    if state.full:
+        return f"Running {state.rung.name}{offline}."
+    return f"Running {state.rung.name}; the full model needs checkpoints{offline}: details"
+
+
 def missing_note(state: EngineState) -> str:
     """Markdown for the page: which rung runs, what is missing and how to provide it."""
     if state.full:
         return ""
     items = "\n".join(f"- {line}" for line in state.missing)
     tried = f"Downloading them at start-up failed ({state.download_error}).\n\n" if state.download_error else ""
+    if state.offline_reason:
+        tried += (f"Nothing was downloaded: the server {state.offline_reason.replace('cannot', 'could not', 1)} "
+                  "at start-up and started offline.\n\n")
     return (
         f"**Checkpoints missing: this server runs {state.rung.name}.** You can still remove objects; "
         "the released DiffuEraser quality needs the checkpoints below.\n\n"

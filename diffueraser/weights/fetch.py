@@ -110,3 +110,34 @@ def fetch_url(url: str, dest: Path) -> Fetched:
         finally:
             part.unlink(missing_ok=True)
     return Fetched(dest)
+
+
+HUB_CHECK_TIMEOUT_S = 3.0
+"""One short look at the Hub before downloading: a machine without network starts at once instead
+of spending minutes in the download retries."""
+
+
+def hub_endpoint() -> str:
+    """The Hub's address: HF_ENDPOINT at call time, else huggingface_hub's default."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def hub_unreachable(timeout: float = HUB_CHECK_TIMEOUT_S) -> Optional[str]:
+    """None when the Hub answers (any HTTP status), else why not, in a few words (one attempt, no retry)."""
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(hub_endpoint(), timeout=timeout)
+    except Exception as e:  # DNS, refused, timed out, TLS: all mean "not now"
+        return f"{HUB_UNREACHABLE} ({type(e).__name__})"
+    return None
+
+
+def go_offline() -> None:
+    """From now on this process downloads nothing (huggingface_hub and transformers read these)."""
+    from huggingface_hub import constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
