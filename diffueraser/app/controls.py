@@ -104,10 +104,12 @@ def _number(name: str, k: Knob, value: Any) -> float:
 
 
 def with_parameters(fn: Callable[..., Any], leading: list[str], names: list[str], doc: str,
-                    progress: Any = None, session: bool = False) -> Callable[..., Any]:
+                    progress: Any = None, session: bool = False,
+                    defaults: Optional[dict[str, Any]] = None) -> Callable[..., Any]:
     """`fn(*leading_values, {setting: value}, progress[, session])` presented to Gradio as a function
     of named parameters: `leading`, then one per setting in `names`, then `progress` if given, then
-    the request (passed on as its session's id) if `session`.
+    the request (passed on as its session's id) if `session`. `defaults` gives leading parameters
+    a default (optional inputs of an endpoint).
 
     Gradio names the endpoint's parameters and documents them from the signature and the
     docstring; these are generated so that each setting is declared only once.
@@ -121,7 +123,8 @@ def with_parameters(fn: Callable[..., Any], leading: list[str], names: list[str]
             extra.append(str(getattr(request, "session_hash", "") or ""))
         return fn(*lead, dict(zip(names, values)), *extra)
 
-    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in leading]
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                default=(defaults or {}).get(n, inspect.Parameter.empty)) for n in leading]
     params += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=_api_default(n)) for n in names]
     if progress is not None:
         params.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=progress))

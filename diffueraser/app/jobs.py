@@ -242,6 +242,47 @@ def hide_paths(text: str) -> str:
     return _ABSOLUTE_PATH.sub(file_name, text)
 
 
+def erase_api(video: Optional[str], mask: Optional[str], prompts: Optional[str], text_region: Optional[str],
+              values: dict[str, Any], progress: Any = None):
+    """`/erase`: the mask is the mask file, the objects `prompts` (JSON) name tracked through the
+    video, the text detected in `text_region`, or the union of those given. The masks made here
+    are removed after the job."""
+    owned: list[str] = []
+    try:
+        try:
+            mask = _api_mask(video, mask, prompts, text_region, owned)
+        except Exception as e:
+            raise page_error(e) from None
+        return erase(video, mask, values, progress)
+    finally:
+        for path in owned:
+            Path(path).unlink(missing_ok=True)
+
+
+def _api_mask(video: Optional[str], mask: Optional[str], prompts: Optional[str], text_region: Optional[str],
+              owned: list[str]) -> Optional[str]:
+    if (prompts or "").strip():
+        from ..select.text_combine import union_mask_files
+        from .selecting import run_tracking
+        from .sources import scratch_file
+        from .texting import max_seconds
+
+        tracked, _ = run_tracking(video, prompts)
+        owned.append(tracked)
+        if mask:
+            tracked = str(union_mask_files([tracked, mask], video, scratch_file(".mp4"), max_seconds=max_seconds()))
+            owned.append(tracked)
+        mask = tracked
+    if (text_region or "").strip():
+        from .texting import mask_with_text
+
+        joined = mask_with_text(video, mask, text_region)
+        if joined != mask:
+            owned.append(joined)
+        mask = joined
+    return mask
+
+
 def erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], progress: Any = None,
           session: str = "", flag: Optional[threading.Event] = None):
     """Check, read, erase on the GPU, write. Returns the page's outputs:

@@ -31,7 +31,10 @@ INTRO = ("Upload a video, show what to remove, press **Erase**. The result keeps
 ERASE_DOC = """Remove what the mask covers from the video.
 
 video: mp4, mov, webm, mkv or avi. mask: a mask video (one mask per frame) or one image used for
-every frame; white = remove. Returns the result video (H.264, audio kept), the prior's video (None
+every frame; white = remove. Instead of (or with) a mask file: prompts, JSON objects to track
+(`[{"frame": 0, "points": [[x, y]], "labels": [1]}]` or `"box": [x0, y0, x1, y1]`, `"object": n`;
+video pixels), and text_region, where to detect burnt-in text to remove (full, bottom, top or
+X0,Y0,X1,Y1); the masks given are combined. Returns the result video (H.264, audio kept), the prior's video (None
 without a prior), the before/after video, the files to download, and a one-line summary."""
 NO_VIDEO_ESTIMATE = "Upload a video or click an example to see how long it takes here."
 CSS = """
@@ -209,9 +212,12 @@ def build_demo(state: EngineState, limits: Optional[Limits] = None,
         outputs = [result, prior_video, comparison, downloads, summary]
         source_inputs = all_inputs(sources)
 
-        api_button.click(with_parameters(jobs.erase, ["video", "mask"], names, ERASE_DOC, progress=gr.Progress()),
-                         [video, api_mask, *params], outputs, api_name="erase", concurrency_limit=limits.gpu_jobs,
-                         concurrency_id="erase")
+        api_prompts = gr.Textbox(visible=False)
+        api_text_region = gr.Textbox(visible=False)
+        api_button.click(with_parameters(jobs.erase_api, ["video", "mask", "prompts", "text_region"], names, ERASE_DOC,
+                                         progress=gr.Progress(), defaults={"mask": None, "prompts": None, "text_region": None}),
+                         [video, api_mask, api_prompts, api_text_region, *params], outputs, api_name="erase",
+                         concurrency_limit=limits.gpu_jobs, concurrency_id="erase")
 
         def page_erase(label: str, video_path: Optional[str], *rest: Any):
             *values, settings, progress, session = rest

@@ -22,7 +22,7 @@ from .. import media
 from ..errors import InputError
 from ..progress import Progress
 from ..select.prompts import POSITIVE, Prompt, Prompts, check_prompts, parse_prompts
-from .sources import MaskSource, frame_or_none, probe_or_none, scratch_file
+from .sources import MaskSource, frame_or_none, mask_preview, probe_or_none, scratch_file
 from .uploads import VIDEO_TYPES, file_kind
 
 SELECT = "Select (click the object)"
@@ -245,23 +245,12 @@ def overlay(frame: np.ndarray, mask: Optional[np.ndarray], prompts: Sequence[dic
 
 
 def preview_video(video: str, mask: str) -> str:
-    """A short video of the tracked mask over the video (red, half transparent)."""
-    import cv2
-
+    """A short video of the tracked mask over the video."""
     from .texting import max_seconds
 
     limit = max_seconds()  # the mask covers what tracking read: no more than the server's limit
-    stream = media.VideoStream(video, max_seconds=PREVIEW_SECONDS if limit is None else min(PREVIEW_SECONDS, limit))
-    masks = iter(media.MaskStream(mask, stream.fps, stream.expected_frames, stream.height, stream.width))
-    scale = min(1.0, PREVIEW_MAX_SIDE / max(stream.height, stream.width))
-    size = (max(2, round(stream.width * scale)), max(2, round(stream.height * scale)))
-    path = scratch_file(".mp4").with_name("select-preview.mp4")
-    with media.VideoWriter(path, stream.fps, protect=[video, mask]) as writer:
-        for frame, hole in zip(stream, masks):
-            shown = frame.astype(np.float32)
-            shown[hole] = 0.5 * shown[hole] + 0.5 * np.array(COLOURS[0], np.float32)
-            writer.write(cv2.resize(shown.astype(np.uint8), size, interpolation=cv2.INTER_AREA))
-    return str(path)
+    seconds = PREVIEW_SECONDS if limit is None else min(PREVIEW_SECONDS, limit)
+    return mask_preview(video, mask, "select-preview.mp4", COLOURS[0], seconds, PREVIEW_MAX_SIDE)
 
 
 def words_note() -> tuple[bool, str]:

@@ -61,6 +61,26 @@ def scratch_file(suffix: str) -> Path:
     return folder / f"mask{suffix}"
 
 
+def mask_preview(video: str, mask: str, name: str, colour: tuple[int, int, int], seconds: float,
+                 max_side: int) -> str:
+    """A short video (the first `seconds`, at most `max_side` px) of the mask over the video in
+    `colour`, half transparent, written in the request's scratch folder as `name`."""
+    import cv2
+
+    stream = media.VideoStream(video, max_seconds=seconds)
+    masks = iter(media.MaskStream(mask, stream.fps, stream.expected_frames, stream.height, stream.width))
+    scale = min(1.0, max_side / max(stream.height, stream.width))
+    size = (max(2, round(stream.width * scale)), max(2, round(stream.height * scale)))
+    path = scratch_file(".mp4").with_name(name)
+    tint = 0.5 * np.array(colour, np.float32)
+    with media.VideoWriter(path, stream.fps, protect=[video, mask]) as writer:
+        for frame, hole in zip(stream, masks):
+            shown = frame.astype(np.float32)
+            shown[hole] = 0.5 * shown[hole] + tint
+            writer.write(cv2.resize(shown.astype(np.uint8), size, interpolation=cv2.INTER_AREA))
+    return str(path)
+
+
 def probe_or_none(video: Optional[str]) -> Optional[media.VideoInfo]:
     """The video's probe, or None when there is no video or it cannot be read (the erase says why)."""
     try:

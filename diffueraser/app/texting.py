@@ -12,13 +12,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
-
-from .. import media
 from ..errors import InputError
 from ..select.text import REGION_HELP, TextReport, parse_region, text_mask_to_file
 from ..select.text_combine import union_mask_files
-from .sources import MaskSource, scratch_file
+from .sources import MaskSource, mask_preview, scratch_file
 from .uploads import IMAGE_TYPES, VIDEO_TYPES, file_kind
 
 TEXT = "Text (subtitles, captions)"
@@ -58,20 +55,8 @@ def summary(report: TextReport) -> str:
 
 
 def preview_video(video: str, mask: str) -> str:
-    """A short video of the mask over the video (red, half transparent), at most PREVIEW_MAX_SIDE."""
-    import cv2
-
-    stream = media.VideoStream(video, max_seconds=PREVIEW_SECONDS)
-    masks = iter(media.MaskStream(mask, stream.fps, stream.expected_frames, stream.height, stream.width))
-    scale = min(1.0, PREVIEW_MAX_SIDE / max(stream.height, stream.width))
-    size = (max(2, round(stream.width * scale)), max(2, round(stream.height * scale)))
-    path = scratch_file(".mp4").with_name("text-preview.mp4")
-    with media.VideoWriter(path, stream.fps, protect=[video, mask]) as writer:
-        for frame, hole in zip(stream, masks):
-            shown = frame.astype(np.float32)
-            shown[hole] = 0.45 * shown[hole] + 0.55 * np.array([255, 30, 60], np.float32)
-            writer.write(cv2.resize(shown.astype(np.uint8), size, interpolation=cv2.INTER_AREA))
-    return str(path)
+    """A short video of the detected mask over the video (red, half transparent)."""
+    return mask_preview(video, mask, "text-preview.mp4", (255, 30, 60), PREVIEW_SECONDS, PREVIEW_MAX_SIDE)
 
 
 def build_text_source(video: Any) -> MaskSource:
