@@ -42,6 +42,16 @@ def _option(name: str) -> dict[str, Any]:
     return dict(type=convert, metavar=metavar, default=default, help=f"{k.help} (default: {default}{none})")
 
 
+def add_engine_options(p: argparse.ArgumentParser, quiet_help: str = "no progress bars") -> None:
+    """Where checkpoints come from, -q, and one option per setting: shared by erase and batch."""
+    p.add_argument("--weights", type=Path, help="weights directory (released `weights/` layout); default: "
+                   "$DIFFUERASER_WEIGHTS, ./weights, then the Hugging Face cache/download")
+    p.add_argument("--offline", action="store_true", help="never download; use local or cached checkpoints only")
+    p.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    for name in knobs():
+        p.add_argument("--" + name.replace("_", "-"), **_option(name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser; one option per Settings field, with the field's help text and default."""
     p = argparse.ArgumentParser(
@@ -53,12 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(white = remove); omit it when selecting with --point/--box/--text")
     p.add_argument("-o", "--output", type=Path, required=True, help="output mp4 (H.264, audio kept)")
     p.add_argument("--prior-output", type=Path, help="also write the prior's result to this mp4")
-    p.add_argument("--weights", type=Path, help="weights directory (released `weights/` layout); default: "
-                   "$DIFFUERASER_WEIGHTS, ./weights, then the Hugging Face cache/download")
-    p.add_argument("--offline", action="store_true", help="never download; use local or cached checkpoints only")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    for name in knobs():
-        p.add_argument("--" + name.replace("_", "-"), **_option(name))
+    add_engine_options(p)
     from .select.command import add_prompt_options
     from .select.text_options import add_text_options
 

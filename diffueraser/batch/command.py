@@ -15,9 +15,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..__main__ import _option
+from ..__main__ import add_engine_options
 from ..errors import InputError
-from ..settings import Settings, knobs
+from ..settings import Settings
 from .plan import plan
 from .report import Report
 from .rows import find_rows
@@ -46,12 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(inputs and outputs must be on a path every node sees); put it after INPUT")
     p.add_argument("--workers", type=int, help="with --ray: number of actors (default: one per GPU, or 1 "
                    "CPU worker on a cluster without GPUs)")
-    p.add_argument("--weights", type=Path, help="weights directory (released `weights/` layout); default: "
-                   "$DIFFUERASER_WEIGHTS, ./weights, then the Hugging Face cache/download")
-    p.add_argument("--offline", action="store_true", help="never download; use local or cached checkpoints only")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars and no summary line")
-    for name in knobs():
-        p.add_argument("--" + name.replace("_", "-"), **_option(name))
+    add_engine_options(p, quiet_help="no progress bars and no summary line")
     return p
 
 
