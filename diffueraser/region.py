@@ -55,10 +55,6 @@ class Crop:
     def cols(self) -> slice:
         return slice(self.left, self.left + self.width)
 
-    def describe(self) -> str:
-        scale = "" if self.working == (self.height, self.width) else f" at {self.working[1]}x{self.working[0]}"
-        return f"{self.width}x{self.height} at ({self.left}, {self.top}){scale}"
-
 
 def plan(holes: np.ndarray, mode: str, max_size: int, grow: int) -> Optional[list[Crop]]:
     """The crops for frames filled together, or None for frame mode.

@@ -216,7 +216,7 @@ def test_command_line_writes_the_bottom_text_mask(clip, tmp_path):
 
 def test_command_line_refuses_a_bad_region_without_a_traceback(clip, tmp_path):
     _, path = clip
-    done = run_cli("diffueraser.select.text_options", str(path), "--detect-text", "--region", "0,0,0,10",
+    done = run_cli("diffueraser", "mask", str(path), "--detect-text", "--region", "0,0,0,10",
                    "-o", str(tmp_path / "x.mp4"))
     assert done.returncode == 2
     assert "has no area" in done.stderr and "Traceback" not in done.stderr

@@ -262,7 +262,7 @@ def erase_api(video: Optional[str], mask: Optional[str], prompts: Optional[str],
 def _api_mask(video: Optional[str], mask: Optional[str], prompts: Optional[str], text_region: Optional[str],
               owned: list[str]) -> Optional[str]:
     if (prompts or "").strip():
-        from ..select.text_combine import union_mask_files
+        from ..select.combine import union_mask_files
         from .selecting import run_tracking
         from .sources import scratch_file
         from .texting import max_seconds

@@ -70,32 +70,13 @@ def estimate_note(video: Optional[str], values: dict[str, Any]) -> str:
             f"frames at {info.width}×{info.height}.")
 
 
-def optional_sources(video: Any, frame: Any) -> tuple[list[MaskSource], list[MaskSource]]:
-    """Click selection (first in the list) and text detection (after the others), where their
-    modules exist and build; a failing one is left out with a warning, the page still builds."""
-    first, last = [], []
-    for where, module, builder, args in ((first, "selecting", "build_select_source", (video, frame)),
-                                         (last, "texting", "build_text_source", (video,))):
-        try:
-            found = __import__(f"{__package__}.{module}", fromlist=[builder])
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{module}":
-                log.warning("the %s mask source is not available: %s", module, e)
-            continue
-        except Exception as e:  # a broken module must not take the page down
-            log.warning("the %s mask source is not available: %s", module, e)
-            continue
-        try:
-            where.append(getattr(found, builder)(*args))
-        except Exception as e:
-            log.warning("the %s mask source failed to build: %s", module, e, exc_info=True)
-    return first, last
-
-
 def build_sources(video: Any, frame: Any) -> list[MaskSource]:
-    """Every mask source the page offers, in the order of the radio."""
-    first, last = optional_sources(video, frame)
-    return [*first, build_mask_video_source(), build_mask_image_source(), build_sketch_source(video, frame), *last]
+    """Every mask source the page offers, in the order of the radio: click selection first, text last."""
+    from .selecting import build_select_source
+    from .texting import build_text_source
+
+    return [build_select_source(video, frame), build_mask_video_source(), build_mask_image_source(),
+            build_sketch_source(video, frame), build_text_source(video)]
 
 
 def on_video(video: Optional[str]):

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from ..errors import InputError
 from ..select.text import REGION_HELP, TextReport, parse_region, text_mask_to_file
-from ..select.text_combine import union_mask_files
+from ..select.combine import union_mask_files
 from .sources import MaskSource, mask_preview, scratch_file
 from .uploads import IMAGE_TYPES, VIDEO_TYPES, file_kind
 

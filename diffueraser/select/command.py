@@ -15,10 +15,11 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from ..errors import InputError, UserError
 from ..progress import ProgressFn, TqdmProgress
+from . import text_options
 
 TRACKER_CHOICES = ("auto", "sam2", "sam2-tiny", "sam2-base-plus", "sam2-large", "edgetam", "sam3", "flow")
 PROMPT_DESTINATION = "prompt_steps"
@@ -108,19 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when present)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     add_prompt_options(p)
-    text = _text_options()
-    if text is not None:
-        text.add_text_options(p)
+    text_options.add_text_options(p)
     return p
-
-
-def _text_options() -> Optional[Any]:
-    """The text-detection options' module (issue #13), when it is installed."""
-    try:
-        from . import text_options
-    except ImportError:
-        return None
-    return text_options
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -133,17 +123,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.max_seconds is not None and not args.max_seconds > 0:
             raise InputError(f"--max-seconds must be positive, got {args.max_seconds:g}")
         prompts = prompts_from_args(args)
-        text = _text_options()
-        detect = bool(getattr(args, "detect_text", False))
+        detect = bool(args.detect_text)
         if prompts is None and not detect:
-            raise InputError("nothing to select: give --point, --box or --text"
-                             + (", or --detect-text" if text else ""))
+            raise InputError("nothing to select: give --point, --box or --text, or --detect-text")
         if prompts is not None and detect:
             raise InputError("give prompts (--point, --box, --text) or --detect-text, not both")
+        if args.text_region is not None and not detect:
+            raise InputError("--region applies to text detection: add --detect-text")
         if detect:
-            report = text.text_masks_from_args(args, args.video, args.output, max_seconds=args.max_seconds)
+            report = text_options.text_masks_from_args(args, args.video, args.output, max_seconds=args.max_seconds)
             if not args.quiet:
-                print(text.describe(report), file=sys.stderr)
+                print(text_options.describe(report), file=sys.stderr)
+            if report.warning:
+                print(f"warning: {report.warning}", file=sys.stderr)
             return 0
         from .track import track_to_file
 

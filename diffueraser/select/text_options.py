@@ -4,8 +4,7 @@
 
 `add_text_options(parser)` adds `--detect-text` and `--region` (`--text-region` on the erase
 command, whose `--region` is the crop setting); `text_masks_from_args(args, video, output)` runs
-the detection when `--detect-text` was given. `main(argv)` is the text-only mask
-command on its own (`python -m diffueraser.select.text_options VIDEO --detect-text -o MASK.mp4`).
+the detection when `--detect-text` was given.
 """
 from __future__ import annotations
 
@@ -14,10 +13,10 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional
 
 from .. import media
-from ..errors import InputError, UserError
+from ..errors import InputError
 from ..progress import ProgressFn
 from .text import REGION_HELP, TextReport, parse_region, text_mask_to_file
 
@@ -72,7 +71,7 @@ def with_detected_text(args: argparse.Namespace, video: media.PathLike, mask: Op
         if mask is None:
             yield text
             return
-        from .text_combine import union_mask_files
+        from .combine import union_mask_files
 
         yield union_mask_files([mask, text], video, Path(folder) / "mask.mp4", max_seconds=max_seconds)
 
@@ -82,29 +81,3 @@ def describe(report: TextReport) -> str:
     return (f"text mask: {report.frames_with_mask} of {report.frames} frames, "
             f"{report.mean_area:.1%} of the frame on average ({report.detections} detections, "
             f"region {report.region}, {report.seconds:.1f} s)")
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The text-only mask command: exit status 0, or the error's exit code with its message."""
-    parser = argparse.ArgumentParser(prog="python -m diffueraser mask",
-                                     description="Write a mask video of the burnt-in text of a video.")
-    parser.add_argument("video", type=Path, help="input video")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="mask video to write (mp4)")
-    parser.add_argument("--max-seconds", type=float, default=None, help="only the first seconds of the video")
-    add_text_options(parser)
-    args = parser.parse_args(argv)
-    try:
-        if not args.detect_text:
-            raise InputError("give --detect-text (the mask comes from the text found in the video)")
-        report = text_masks_from_args(args, args.video, args.output, max_seconds=args.max_seconds)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    print(describe(report))
-    if report.warning:
-        print(f"warning: {report.warning}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,6 @@
 """The union of several mask files (videos or images) for one video, streamed frame by frame.
 
-For detected text plus a drawn or uploaded mask (or a tracked logo). When `select.combine`
-exists it is the one to use; this is its stand-in for the text source.
+Masks from several sources combine: detected text, tracked objects, a drawn or uploaded mask.
 """
 from __future__ import annotations
 
