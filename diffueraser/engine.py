@@ -317,7 +317,8 @@ class Eraser:
                 yield segment.start + i, result, prior, _full_hole(pieces, piece_holes, size)
                 done += 1
             pending = pending[len(pending) - keep:] if keep else []
-            progress(Progress(WRITING, done, max(done, expected)))
+            # The stated length is an estimate: the last segment ends the stage, whatever it said.
+            progress(Progress(WRITING, done, done if segment.last else max(done, expected)))
 
     def _fill(self, frames: np.ndarray, holes: np.ndarray, s: Settings, seed: int,
               progress: ProgressFn) -> list["_Piece"]:

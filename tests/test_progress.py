@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from diffueraser import Eraser, Settings
+from diffueraser import Eraser, Settings, media
 from diffueraser.__main__ import main
 from diffueraser.diffusion import clip_windows
 from diffueraser.media import read_video
@@ -87,6 +87,18 @@ def test_command_line_shows_a_finished_bar_per_stage_on_stderr(clip, tmp_path, c
             finished[match.group(1)] = (int(match.group(2)), int(match.group(3)))
     assert finished == {"reading": (1, 1), "masks": (1, 1), "prior": (1000, 1000), "writing": (12, 12),
                         "saving": (1, 1)}
+
+
+def test_the_writing_bar_ends_full_when_the_stated_length_overshoots(clip, tmp_path, capsys, monkeypatch):
+    # A container may state more frames than decode; the stage still ends at 100 %.
+    monkeypatch.setattr(media.VideoStream, "expected_frames", property(lambda self: 30))
+    video = read_video(clip)
+    mask_file = tmp_path / "mask.png"
+    cv2.imwrite(str(mask_file), moving_box_masks(1, video.height, video.width, box=16)[0].astype(np.uint8) * 255)
+    assert main([str(clip), str(mask_file), "-o", str(tmp_path / "out.mp4"), "--no-diffusion",
+                 "--prior", "propagation"]) == 0
+    last = capsys.readouterr().err.split("writing: ")[-1].split("\r")[0].split("\n")[0]
+    assert last.startswith("100%") and "12/12" in last
 
 
 # ---- the page's bar driven by a real run with the diffusion model (tiny checkpoints) -------------
