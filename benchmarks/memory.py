@@ -177,6 +177,9 @@ def main() -> None:
         print(f"  {stage:10s} {seconds:7.1f} s   peak {stages.peaks[stage] / GIB:6.2f} GiB")
     # ru_maxrss is no use here: resetting VmHWM resets it too.
     print(f"total {total:.1f} s, peak resident {max(stages.peaks.values()) / GIB:.2f} GiB")
+    # The ffmpeg decoders and encoders are processes of their own (ru_maxrss is in KiB on Linux).
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    print(f"largest ffmpeg child process: peak resident {child / GIB:.2f} GiB")
     if error is not None:
         print(f"FAILED in {failed_in}: out of memory under the {args.limit_gib:g} GiB address-space cap "
               f"({str(error).splitlines()[0][:160]})")

@@ -1,4 +1,5 @@
 """Fixtures shared by several test files."""
+import huggingface_hub.constants  # noqa: F401  read HF_HUB_OFFLINE now, before any test sets it
 import pytest
 import torch
 

@@ -602,6 +602,16 @@ class SlowEngine:
         return self.real(clip, holes, settings=settings, progress=progress)
 
 
+def test_stop_cancels_the_tracking_and_the_text_detection_too():
+    demo = build_demo(fallback_state(), SERVER_LIMITS, [])
+    dependencies = {d["id"]: d for d in demo.config["dependencies"]}
+    stops = [d for d in dependencies.values() if d.get("cancels")]
+    assert len(stops) == 1
+    cancelled = {dependencies[i]["targets"][0][0] for i in stops[0]["cancels"]}
+    ids = {b.elem_id: b._id for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert {ids["select-track"], ids["text-detect"]} <= cancelled
+
+
 def test_stop_frees_the_worker_removes_the_requests_files_and_the_next_job_runs(examples, monkeypatch):
     import threading
 

@@ -98,3 +98,23 @@ def test_segment_endpoint_through_gradio_client(clip, tmp_path):
         assert "past the end of the video" in str(e.value) and str(tmp_path) not in str(e.value)
     finally:
         demo.close()
+
+
+def test_stop_stops_the_tracking_and_leaves_no_file(clip, monkeypatch):
+    from diffueraser.app import jobs
+
+    seen = []
+    real = selecting.scratch_file
+    monkeypatch.setattr(selecting, "scratch_file", lambda suffix: seen.append(real(suffix)) or seen[-1])
+    with jobs.watching("tracking-session"):
+        def report(fraction, desc=""):
+            jobs.stop("tracking-session")  # Stop pressed once the first frames are tracked
+
+        with pytest.raises(jobs.Stopped):
+            selecting.run_tracking(str(clip), [{"object": 1, "frame": 0, "box": [60, 20, 110, 60]}], "flow",
+                                   report=report)
+    assert seen and not seen[0].exists() and not seen[0].parent.exists()
+    # Outside any page session (an API call) nothing stops it.
+    mask, _ = selecting.run_tracking(str(clip), [{"object": 1, "frame": 0, "box": [60, 20, 110, 60]}], "flow")
+    assert read_video(mask).num_frames == 10
+

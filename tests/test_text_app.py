@@ -72,7 +72,11 @@ def test_an_added_mask_is_combined_with_the_detected_text(clip, text_page, tmp_p
     logo = np.zeros(SIZE, np.uint8)
     logo[100:140, 280:360] = 255
     cv2.imwrite(str(tmp_path / "logo.png"), logo)
+    from diffueraser.app.jobs import output_root
+
+    before = set(output_root().iterdir()) if output_root().exists() else set()
     mask = source.make_mask(str(path), "bottom", "", None, str(tmp_path / "logo.png"))
+    assert set(output_root().iterdir()) - before == {Path(mask).parent}  # the detected mask is gone
     masks = read_mask(mask)
     assert masks[:, 100:140, 280:360].all()  # the added mask, every frame
     assert masks[:, BAND_TOP:].any()  # and the text
@@ -142,3 +146,17 @@ def test_erase_text_mode_detects_and_joins_the_given_mask(clip, tmp_path):
     assert not masks[:, band:].any()
     with pytest.raises(InputError, match="unknown text region"):
         mask_with_text(str(path), None, "left")
+
+
+def test_stop_stops_the_detection_and_leaves_no_file(clip, monkeypatch):
+    from diffueraser.app import jobs, texting
+
+    _, path = clip
+    seen = []
+    real = texting.scratch_file
+    monkeypatch.setattr(texting, "scratch_file", lambda suffix: seen.append(real(suffix)) or seen[-1])
+    with jobs.watching("detecting-session"):
+        jobs.stop("detecting-session")
+        with pytest.raises(jobs.Stopped):
+            texting.run_detection(str(path), "full")
+    assert seen and not seen[0].parent.exists()

@@ -8,6 +8,8 @@ reaches the page as a `gr.Error` carrying its user-facing text, also from inside
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import re
 import shutil
@@ -16,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -124,6 +126,35 @@ def _unwatch(session: str, flag: threading.Event) -> None:
             del STOPS[session]
 
 
+_SESSION: contextvars.ContextVar[str] = contextvars.ContextVar("page_session", default="")
+"""The page session a handler works for, so that work it starts deep down (tracking, text
+detection inside a source's `make_mask`) can be stopped by that session's Stop."""
+
+
+@contextlib.contextmanager
+def watching(session: str) -> Iterator[threading.Event]:
+    """The session's Stop flag for the work inside the block (which `current_session` names)."""
+    flag = _watch(session)
+    token = _SESSION.set(session)
+    try:
+        yield flag
+    finally:
+        _SESSION.reset(token)
+        _unwatch(session, flag)
+
+
+def current_session() -> str:
+    """The page session of the work running here ("" for an API call)."""
+    return _SESSION.get()
+
+
+def raise_if_stopped(session: str) -> None:
+    """`Stopped` when `session`'s Stop was pressed since its work started."""
+    flag = STOPS.get(session) if session else None
+    if flag is not None and flag.is_set():
+        raise Stopped(STOPPED)
+
+
 class Reporter:
     """The page's progress: one bar over every stage, its label ending in the time left; raises
     `Stopped` when the session's Stop was pressed.
@@ -139,9 +170,7 @@ class Reporter:
         self.bar = GradioProgress(self._labelled, diffusion)
 
     def __call__(self, progress: Progress) -> None:
-        flag = STOPS.get(self.session) if self.session else None
-        if flag is not None and flag.is_set():
-            raise Stopped(STOPPED)
+        raise_if_stopped(self.session)
         self.bar(progress)
 
     def _labelled(self, fraction: float, desc: str = "") -> None:
@@ -290,16 +319,12 @@ def erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], pro
 
     `session`'s Stop stops it (`flag`: its stop flag when the caller registered it already)."""
     if flag is not None:
-        return _erase(video, mask, values, progress, session, flag)
-    flag = _watch(session)
-    try:
-        return _erase(video, mask, values, progress, session, flag)
-    finally:
-        _unwatch(session, flag)
+        return _erase(video, mask, values, progress, session)
+    with watching(session):
+        return _erase(video, mask, values, progress, session)
 
 
-def _erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], progress: Any, session: str,
-           flag: threading.Event):
+def _erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], progress: Any, session: str):
     import gradio as gr
 
     start = time.perf_counter()
@@ -321,8 +346,7 @@ def _erase(video: Optional[str], mask: Optional[str], values: dict[str, Any], pr
     out_dir: Optional[Path] = None
     try:
         with here.slots:  # a stopped job's thread leaves before the next one starts
-            if flag.is_set():
-                raise Stopped(STOPPED)
+            raise_if_stopped(session)
             result = run_model(job, progress)
             out_dir = Path(tempfile.mkdtemp(dir=output_root()))
             report = (Reporter(progress, settings.diffusion, expected_seconds(job), session, start)
@@ -344,21 +368,20 @@ def erase_from_source(sources: list[MaskSource], label: str, video: Optional[str
                       values: dict[str, Any], progress: Any = None, session: str = ""):
     """The page's Erase: the chosen source makes the mask, then `erase`; a mask file the source
     wrote for this request is removed afterwards (also when the job failed or was stopped)."""
-    flag = _watch(session)  # from the start: a Stop while the mask is made stops the job before the model
     mask, owned = None, False
-    try:
-        if not video:
-            raise InputError("Upload a video first, or click an example.")
-        mask, owned = make_chosen_mask(sources, label, video, source_values)
-        if flag.is_set():
-            raise Stopped(STOPPED)
-        return erase(video, mask, values, progress, session, flag)
-    except Exception as e:  # a gr.Error (from `erase`) passes through as it is
-        raise page_error(e) from None
-    finally:
-        _unwatch(session, flag)
-        if owned and mask:
-            remove_scratch(mask)
+    # From the start: a Stop while the mask is made (tracking, text detection) stops the job there.
+    with watching(session) as flag:
+        try:
+            if not video:
+                raise InputError("Upload a video first, or click an example.")
+            mask, owned = make_chosen_mask(sources, label, video, source_values)
+            raise_if_stopped(session)
+            return erase(video, mask, values, progress, session, flag)
+        except Exception as e:  # a gr.Error (from `erase`) passes through as it is
+            raise page_error(e) from None
+        finally:
+            if owned and mask:
+                remove_scratch(mask)
 
 
 def remove_scratch(path: str) -> None:

@@ -222,7 +222,7 @@ def build_demo(state: EngineState, limits: Optional[Limits] = None,
             trigger(estimate_fn, estimate_inputs, estimate, api_visibility="private", concurrency_limit=None,
                     show_progress="hidden")
 
-        cancels = [erase_event]
+        cancels = [erase_event, *[event for s in sources for event in s.events]]
         if gallery_examples:
             chosen = gr.State(0)
 

@@ -159,11 +159,13 @@ def _gpu_task():
     return gpu_task
 
 
-def _track(video: str, prompts_json: str, tracker: str, output: str, report: Any = None):
+def _track(video: str, prompts_json: str, tracker: str, output: str, report: Any = None, session: str = ""):
     from ..select.track import track_to_file
+    from .jobs import raise_if_stopped
     from .texting import max_seconds
 
     def progress(p: Progress) -> None:
+        raise_if_stopped(session)
         if report is not None:
             report(p.fraction, desc=p.describe())
 
@@ -178,7 +180,10 @@ track_on_gpu = _gpu_task()(duration=gpu_duration)(_track)
 
 def run_tracking(video: Optional[str], prompts: Sequence[dict] | str | None, tracker: str = "auto",
                  report: Any = None):
-    """Track into a new mask file of the request: (path, TrackReport)."""
+    """Track into a new mask file of the request: (path, TrackReport). The page session's Stop
+    stops it (nothing is left behind)."""
+    from .jobs import current_session, remove_scratch
+
     if not video:
         raise InputError("Upload a video first, or click an example.")
     file_kind(video, VIDEO_TYPES, "a video")
@@ -186,7 +191,11 @@ def run_tracking(video: Optional[str], prompts: Sequence[dict] | str | None, tra
     if parsed is None:
         raise InputError("Click on the object first (or draw a box around it), then track.")
     output = str(scratch_file(".mp4"))
-    result = track_on_gpu(video, parsed.to_json(), tracker or "auto", output, report)
+    try:
+        result = track_on_gpu(video, parsed.to_json(), tracker or "auto", output, report, current_session())
+    except BaseException:
+        remove_scratch(output)
+        raise
     return output, result
 
 
@@ -292,7 +301,7 @@ def build_select_source(video: Any, frame_index: Any) -> MaskSource:
     """The Select source: its panel, its inputs and `make_mask`, and the `/segment` endpoint."""
     import gradio as gr
 
-    from .jobs import page_error
+    from .jobs import page_error, watching
 
     offered, why_not = words_note()
     with gr.Column(visible=False) as panel:
@@ -374,15 +383,18 @@ def build_select_source(video: Any, frame_index: Any) -> MaskSource:
         return shown(path, index, [], None, name, segment=False), [], None, before_note(path, [], name), None, None
 
     def on_track(path: Optional[str], current: list, text: Optional[str], name: str,
-                 progress=gr.Progress()):
+                 progress=gr.Progress(), request=None):
         try:
             entries = list(current) + ([{"object": _next_object(current), "frame": 0, "text": text}]
                                        if text and text.strip() else [])
-            mask, report = run_tracking(path, entries, name, report=progress)
+            with watching(str(getattr(request, "session_hash", "") or "")):
+                mask, report = run_tracking(path, entries, name, report=progress)
             shown_video = preview_video(path, mask)
         except Exception as error:
             raise page_error(error)
         return shown_video, mask, summary(report), (path, json.dumps(entries), name, mask)
+
+    on_track.__annotations__["request"] = gr.Request  # the page session, whose Stop stops the tracking
 
     def api_segment(path: Optional[str], prompts_json: Optional[str], name: Optional[str],
                     progress=gr.Progress()):
@@ -405,7 +417,7 @@ def build_select_source(video: Any, frame_index: Any) -> MaskSource:
     clear.click(on_clear, [video, frame_index, tracker], [image, prompts, pending, note, preview, tracked_file],
                 **private)
     tracker.change(lambda p, c, n: before_note(p, c, n), [video, prompts, tracker], note, **private)
-    track_button.click(on_track, [video, prompts, words, tracker], [preview, tracked_file, note, tracked],
+    track_event = track_button.click(on_track, [video, prompts, words, tracker], [preview, tracked_file, note, tracked],
                        api_visibility="private", concurrency_id="select", concurrency_limit=1)
     api_button.click(api_segment, [video, api_prompts, api_tracker], [api_mask, api_note], api_name="segment",
                      concurrency_id="select", concurrency_limit=1)
@@ -423,7 +435,8 @@ def build_select_source(video: Any, frame_index: Any) -> MaskSource:
         mask, _ = run_tracking(path, entries, name)
         return mask
 
-    return MaskSource(SELECT, panel, [prompts, words, tracker, tracked], make_mask, frame_index=True)
+    return MaskSource(SELECT, panel, [prompts, words, tracker, tracked], make_mask, frame_index=True,
+                      events=[track_event])
 
 
 def _next_object(prompts: Sequence[dict]) -> int:

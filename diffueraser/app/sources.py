@@ -15,7 +15,7 @@ selection (`selecting.py`) and text detection (`texting.py`) build theirs the sa
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -51,6 +51,8 @@ class MaskSource:
     example_values: Optional[Callable[[dict], list]] = None
     """Optional: the values of `inputs` that run a gallery example (a dict with video, mask, title)
     through this source; the page fills the panel with them and erases."""
+    events: list = field(default_factory=list)
+    """The panel's long-running events (tracking, detection), which the page's Stop cancels too."""
 
 
 def scratch_file(suffix: str) -> Path:

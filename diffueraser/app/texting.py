@@ -63,7 +63,7 @@ def build_text_source(video: Any) -> MaskSource:
     """The Text source: its panel, its inputs and `make_mask`, and the `/detect_text` endpoint."""
     import gradio as gr
 
-    from .jobs import page_error
+    from .jobs import page_error, watching
 
     with gr.Column(visible=False) as panel:
         choice = gr.Radio(REGIONS, value="full", label="Where to look for text", elem_id="text-region")
@@ -84,10 +84,11 @@ def build_text_source(video: Any) -> MaskSource:
         api_note = gr.Textbox(visible=False)
         api_button = gr.Button(visible=False)
 
-    def on_detect(path: Optional[str], chosen: str, rect: Optional[str]):
+    def on_detect(path: Optional[str], chosen: str, rect: Optional[str], request=None):
         try:
             region = region_text(chosen, rect)
-            mask, report = run_detection(path, region)
+            with watching(str(getattr(request, "session_hash", "") or "")):
+                mask, report = run_detection(path, region)
             shown = preview_video(path, mask)
         except Exception as error:
             raise page_error(error)
@@ -102,10 +103,11 @@ def build_text_source(video: Any) -> MaskSource:
             raise page_error(error)
         return mask, summary(report)
 
+    on_detect.__annotations__["request"] = gr.Request  # the page session, whose Stop stops the detection
     api_detect.__doc__ = DETECT_DOC
     choice.change(lambda c: gr.update(visible=c == "rect"), choice, rectangle, api_visibility="private",
                   queue=False)
-    detect_button.click(on_detect, [video, choice, rectangle], [preview, found, note, detected],
+    detect_event = detect_button.click(on_detect, [video, choice, rectangle], [preview, found, note, detected],
                         api_visibility="private", concurrency_id="text", concurrency_limit=1)
     api_button.click(api_detect, [video, api_region], [api_mask, api_note], api_name="detect_text",
                      concurrency_id="text", concurrency_limit=1)
@@ -121,20 +123,40 @@ def build_text_source(video: Any) -> MaskSource:
             if report.warning:
                 gr.Warning(report.warning)
         if also:
-            file_kind(also, VIDEO_TYPES + IMAGE_TYPES, "a mask video or image")
-            mask = str(union_mask_files([mask, also], path, scratch_file(".mp4"), max_seconds=max_seconds()))
+            mask = _joined(mask, also, path)
         return mask
 
-    return MaskSource(TEXT, panel, [choice, rectangle, detected, extra], make_mask)
+    return MaskSource(TEXT, panel, [choice, rectangle, detected, extra], make_mask, events=[detect_event])
 
 
 def run_detection(video: Optional[str], region: str) -> tuple[str, TextReport]:
-    """Detect the text of `video` into a new mask file of the request; (path, report)."""
+    """Detect the text of `video` into a new mask file of the request; (path, report). The page
+    session's Stop stops it (nothing is left behind)."""
+    from .jobs import current_session, raise_if_stopped, remove_scratch
+
     if not video:
         raise InputError("Upload a video first, or click an example.")
     file_kind(video, VIDEO_TYPES, "a video")
-    report = text_mask_to_file(video, scratch_file(".mp4"), region=region, max_seconds=max_seconds())
+    session, output = current_session(), scratch_file(".mp4")
+    try:
+        report = text_mask_to_file(video, output, region=region, max_seconds=max_seconds(),
+                                   progress=lambda _: raise_if_stopped(session))
+    except BaseException:
+        remove_scratch(str(output))
+        raise
     return report.output, report
+
+
+def _joined(detected: str, mask: str, video: str) -> str:
+    """One new mask file: the union of the detected text's mask (removed, it was the request's
+    own) and the user's `mask`."""
+    from .jobs import remove_scratch
+
+    try:
+        file_kind(mask, VIDEO_TYPES + IMAGE_TYPES, "a mask video or image")
+        return str(union_mask_files([detected, mask], video, scratch_file(".mp4"), max_seconds=max_seconds()))
+    finally:
+        remove_scratch(detected)
 
 
 def mask_with_text(video: Optional[str], mask: Optional[str], text_region: Optional[str]) -> Optional[str]:
@@ -148,7 +170,4 @@ def mask_with_text(video: Optional[str], mask: Optional[str], text_region: Optio
         import gradio as gr
 
         gr.Warning(report.warning)
-    if not mask:
-        return detected
-    file_kind(mask, VIDEO_TYPES + IMAGE_TYPES, "a mask video or image")
-    return str(union_mask_files([detected, mask], video, scratch_file(".mp4"), max_seconds=max_seconds()))
+    return _joined(detected, mask, video) if mask else detected
