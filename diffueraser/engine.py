@@ -265,7 +265,7 @@ class Eraser:
                 media.VideoWriter(prior_output, stream.fps, protect=protect))
             regions: list[str] = []
             results = self._stream(iter(stream), iter(holes), stream.expected_frames, (stream.height, stream.width),
-                                   s, seed, progress, regions)
+                                   s, seed, progress, regions, with_holes=False)
             for _, out, prior_out, _ in results:
                 writer.write(out)
                 if prior_writer is not None:
@@ -279,9 +279,11 @@ class Eraser:
 
     def _stream(self, frames: Iterator[np.ndarray], holes: Iterator[np.ndarray], expected: int,
                 size: tuple[int, int], s: Settings, seed: int, progress: ProgressFn,
-                regions: list[str]) -> Iterator[tuple[int, np.ndarray, Optional[np.ndarray], np.ndarray]]:
-        """(t, result frame, prior frame or None, dilated hole) at the input size `size`, for
-        every frame in order, filling the video a segment at a time (see `segments.py`).
+                regions: list[str], with_holes: bool = True,
+                ) -> Iterator[tuple[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]]:
+        """(t, result frame, prior frame or None, dilated hole or None unless `with_holes`) at the
+        input size `size`, for every frame in order, filling the video a segment at a time (see
+        `segments.py`).
 
         A video of one segment is filled whole, as the method runs it; segment k of a longer
         one uses seed + k, and neighbouring segments are cross-faded where they overlap. A line
@@ -314,7 +316,7 @@ class Eraser:
                     # Held until the next segment has filled it too; copied: the buffer is reused.
                     pending.append((result.copy(), None if prior is None else prior.copy()))
                     continue
-                yield segment.start + i, result, prior, _full_hole(pieces, piece_holes, size)
+                yield segment.start + i, result, prior, _full_hole(pieces, piece_holes, size) if with_holes else None
                 done += 1
             pending = pending[len(pending) - keep:] if keep else []
             # The stated length is an estimate: the last segment ends the stage, whatever it said.
