@@ -81,7 +81,7 @@ class EraseResult:
     source: Optional[Path] = None
     """The input video file, whose audio track `save` carries over."""
     source_duration: Optional[float] = None
-    """Seconds of the whole input video as its file states them (None: unknown). More than
+    """Seconds the whole input video stream lasts (None: unknown). More than
     `duration` when `max_seconds` trimmed the video."""
     regions: list[str] = field(default_factory=list)
     """How each segment was filled: "frames 0-99: whole frame at 960x536" or its crops."""
@@ -449,7 +449,7 @@ class EraseSummary:
     output: Path
     prior_output: Optional[Path] = None
     source_duration: Optional[float] = None
-    """Seconds of the whole input video as its file states them (None: unknown)."""
+    """Seconds the whole input video stream lasts (None: unknown)."""
     regions: list[str] = field(default_factory=list)
     """How each segment was filled (see `EraseResult.regions`)."""
 
