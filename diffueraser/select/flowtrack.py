@@ -35,6 +35,7 @@ TEMPLATE_MIN_SCORE = 0.5
 """Normalised cross-correlation under which a template match is not trusted."""
 REDETECT_SCORE = 0.9
 """A lost object is taken as back in view only where its last whole view matches at least this well."""
+GRABCUT_SEED = 0
 MAX_FLOW_SAMPLES = 4000
 """Flow vectors inside the mask used to fit its motion (evenly spread)."""
 
@@ -99,6 +100,9 @@ def _grabcut(frame: np.ndarray, labels: np.ndarray, iterations: int) -> Optional
         return None
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     image = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2BGR)
+    # GrabCut seeds its colour models with k-means on OpenCV's random generator (thread-local):
+    # a fixed seed makes a fit depend on its inputs only, not on the fits made before it.
+    cv2.setRNGSeed(GRABCUT_SEED)
     try:
         cv2.grabCut(image, crop, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
