@@ -99,6 +99,56 @@ def _status(field: str) -> int:
     raise KeyError(field)
 
 
+class ChildPeaks:
+    """The ffmpeg processes' own peaks (they are not in this process's VmHWM): every half second,
+    each child's VmHWM, kept per role (decoding the video, decoding the mask, encoding, other)."""
+
+    def __init__(self) -> None:
+        import os
+        import threading
+
+        self.peaks: dict[str, int] = {}
+        self.parent = os.getpid()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _role(command: str) -> str:
+        if "libx264" in command:
+            return "encoding"
+        if "rawvideo" in command and "bench-mask" in command:
+            return "decoding the mask"
+        if "rawvideo" in command:
+            return "decoding the video"
+        return "other"
+
+    def _poll(self) -> None:
+        import os
+
+        while not self.done.wait(0.5):
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) != self.parent:
+                            continue
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        command = f.read().decode("utf-8", "replace")
+                    with open(f"/proc/{pid}/status") as f:
+                        peak = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+                except (OSError, StopIteration, ValueError, IndexError):
+                    continue
+                role = self._role(command)
+                self.peaks[role] = max(self.peaks.get(role, 0), peak)
+
+    def stop(self) -> dict[str, int]:
+        self.done.set()
+        self.thread.join()
+        return self.peaks
+
+
 def _reset_peak() -> None:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -157,6 +207,7 @@ def main() -> None:
     print(f"code {args.code} | {args.frames} frames {args.width}x{args.height} @ {args.fps:g} fps, "
           f"prior {args.prior}, torch threads {torch.get_num_threads()}", flush=True)
     baseline = _status("VmRSS")
+    children = ChildPeaks()
     stages = StagePeaks()
     t0 = time.perf_counter()
     error = None
@@ -177,9 +228,12 @@ def main() -> None:
         print(f"  {stage:10s} {seconds:7.1f} s   peak {stages.peaks[stage] / GIB:6.2f} GiB")
     # ru_maxrss is no use here: resetting VmHWM resets it too.
     print(f"total {total:.1f} s, peak resident {max(stages.peaks.values()) / GIB:.2f} GiB")
-    # The ffmpeg decoders and encoders are processes of their own (ru_maxrss is in KiB on Linux).
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    print(f"largest ffmpeg child process: peak resident {child / GIB:.2f} GiB")
+    # The ffmpeg decoders and encoders are processes of their own, running beside this one.
+    found = children.stop()
+    for role, peak in sorted(found.items()):
+        print(f"  ffmpeg, {role:18s} peak {peak / GIB:6.2f} GiB")
+    print(f"this process and its ffmpeg processes together: at most "
+          f"{(max(stages.peaks.values()) + sum(found.values())) / GIB:.2f} GiB")
     if error is not None:
         print(f"FAILED in {failed_in}: out of memory under the {args.limit_gib:g} GiB address-space cap "
               f"({str(error).splitlines()[0][:160]})")
