@@ -417,8 +417,9 @@ def build_select_source(video: Any, frame_index: Any) -> MaskSource:
     clear.click(on_clear, [video, frame_index, tracker], [image, prompts, pending, note, preview, tracked_file],
                 **private)
     tracker.change(lambda p, c, n: before_note(p, c, n), [video, prompts, tracker], note, **private)
-    track_event = track_button.click(on_track, [video, prompts, words, tracker], [preview, tracked_file, note, tracked],
-                       api_visibility="private", concurrency_id="select", concurrency_limit=1)
+    track_event = track_button.click(on_track, [video, prompts, words, tracker],
+                                     [preview, tracked_file, note, tracked], api_visibility="private",
+                                     concurrency_id="select", concurrency_limit=1)
     api_button.click(api_segment, [video, api_prompts, api_tracker], [api_mask, api_note], api_name="segment",
                      concurrency_id="select", concurrency_limit=1)
 

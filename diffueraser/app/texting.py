@@ -108,7 +108,7 @@ def build_text_source(video: Any) -> MaskSource:
     choice.change(lambda c: gr.update(visible=c == "rect"), choice, rectangle, api_visibility="private",
                   queue=False)
     detect_event = detect_button.click(on_detect, [video, choice, rectangle], [preview, found, note, detected],
-                        api_visibility="private", concurrency_id="text", concurrency_limit=1)
+                                       api_visibility="private", concurrency_id="text", concurrency_limit=1)
     api_button.click(api_detect, [video, api_region], [api_mask, api_note], api_name="detect_text",
                      concurrency_id="text", concurrency_limit=1)
 
