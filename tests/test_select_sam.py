@@ -144,8 +144,8 @@ def test_edgetam_without_timm_says_what_to_install_and_auto_passes_it_over(tmp_p
 
     if importlib.util.find_spec("timm") is not None:
         pytest.skip("timm is installed")
-    with pytest.raises(InputError, match=r"needs the `timm` package, which needs torchvision \(pip install timm "
-                                         r"torchvision==0.28.0\)"):
+    with pytest.raises(InputError, match=r"needs the `timm` package and a torchvision built for the installed "
+                                         r"torch \(pip install timm torchvision; with a CPU-only torch"):
         sam.load_tracker("edgetam", weights_dir=tmp_path, local_files_only=True)
     assert not sam.available("edgetam", tmp_path)
     assert "timm" in sam.unavailable_reason("edgetam", tmp_path)

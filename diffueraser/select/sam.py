@@ -79,8 +79,9 @@ def missing_package(name: str) -> Optional[str]:
     package = MODELS[name].package
     if package is None or importlib.util.find_spec(package) is not None:
         return None
-    return (f"the {MODELS[name].title} tracker needs the `{package}` package, which needs torchvision "
-            f"(pip install {package} torchvision==0.28.0); it is not installed here")
+    return (f"the {MODELS[name].title} tracker needs the `{package}` package and a torchvision built for the "
+            f"installed torch (pip install {package} torchvision; with a CPU-only torch, torchvision from "
+            f"https://download.pytorch.org/whl/cpu); {package} is not installed here")
 
 
 def unavailable_reason(name: str, weights_dir: Optional[PathLike] = None) -> Optional[str]:
